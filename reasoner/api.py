@@ -1,0 +1,113 @@
+"""The public entry point: `Reasoner(strategy="beam", budget=16).solve(problem)`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from reasoner.aggregation import check_aggregation
+from reasoner.controller import Controller, Limits
+from reasoner.registry import get_strategy
+from reasoner.step_format import StepFormat
+from reasoner.types import Problem, ReasonerError, Solution
+
+BACKENDS = ("hf", "vllm")
+
+
+def load_policy(spec: Any, backend: str = "hf", step_format: Any = None, **kwargs: Any) -> Any:
+    """A policy object from 'embedded', a checkpoint path, or an already-built policy."""
+    if spec is None:
+        raise ReasonerError("a policy is required: 'embedded' or a checkpoint path")
+    if not isinstance(spec, (str, Path)):
+        return spec
+    if backend == "hf":
+        from reasoner.models.hf_policy import HFPolicy
+
+        return HFPolicy(spec, step_format=step_format, **kwargs)
+    if backend == "vllm":
+        from reasoner.models.vllm_backend import VLLMPolicy
+
+        return VLLMPolicy(spec, step_format=step_format, **kwargs)
+    raise ReasonerError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+
+
+def load_prm(spec: Any, backend: str = "hf", step_format: Any = None, **kwargs: Any) -> Any:
+    """A PRM object from 'embedded', a checkpoint path, None (no PRM) or a built PRM."""
+    if spec is None or spec == "none":
+        return None
+    if not isinstance(spec, (str, Path)):
+        return spec
+    if backend == "hf":
+        from reasoner.models.hf_prm import HFPRM
+
+        return HFPRM(spec, step_format=step_format, **kwargs)
+    if backend == "vllm":
+        from reasoner.models.vllm_backend import VLLMPRM
+
+        return VLLMPRM(spec, step_format=step_format, **kwargs)
+    raise ReasonerError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+
+
+class Reasoner:
+    """Solve math problems with a policy, a PRM and a search strategy.
+
+    budget: the number of complete solutions' worth of policy generation the strategy may spend
+    (best-of-N: N samples; beam: N beams; see the README for each strategy).
+    """
+
+    def __init__(
+        self,
+        strategy: str = "best_of_n",
+        budget: int = 16,
+        policy: Any = "embedded",
+        prm: Any = "embedded",
+        backend: str = "hf",
+        seed: int = 0,
+        temperature: float = 1.0,
+        aggregation: str = "min",
+        step_format: StepFormat | str | dict | None = None,
+        max_depth: int | None = None,
+        max_nodes: int = 4096,
+        max_seconds: float = 600.0,
+        policy_options: dict[str, Any] | None = None,
+        prm_options: dict[str, Any] | None = None,
+        **strategy_options: Any,
+    ):
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+            raise ReasonerError(f"budget must be an integer >= 1, got {budget!r}")
+        if temperature < 0:
+            raise ReasonerError(f"temperature must be >= 0, got {temperature}")
+        self.strategy_name = strategy
+        self.strategy = get_strategy(strategy)(**strategy_options)
+        self.budget = budget
+        self.seed = seed
+        self.aggregation = check_aggregation(aggregation)
+        self.policy = load_policy(policy, backend, step_format, **(policy_options or {}))
+        uses = self.strategy.uses_prm
+        self.prm = load_prm(prm, backend, step_format, **(prm_options or {})) if uses else None
+        depth = max_depth or self.policy.step_format.max_steps
+        self.controller = Controller(
+            self.policy,
+            self.prm,
+            seed=seed,
+            temperature=temperature,
+            aggregation=self.aggregation,
+            limits=Limits(max_nodes=max_nodes, max_depth=depth, max_seconds=max_seconds),
+        )
+
+    @staticmethod
+    def _as_problem(problem: str | Problem, index: int = 0) -> Problem:
+        if isinstance(problem, Problem):
+            return problem
+        if not isinstance(problem, str):
+            raise ReasonerError(f"a problem must be a string or a Problem, got {type(problem).__name__}")
+        return Problem(text=problem, id=f"problem-{index}")
+
+    def solve(self, problem: str | Problem) -> Solution:
+        """Search for one problem's answer. The gold answer, if any, is never shown to the search."""
+        return self.solve_batch([problem])[0]
+
+    def solve_batch(self, problems: list[str | Problem]) -> list[Solution]:
+        """Solve many problems at once; their searches advance in lockstep so model calls are large."""
+        visible = [self._as_problem(p, i).without_answer() for i, p in enumerate(problems)]
+        return self.controller.run(visible, self.strategy, self.budget)

@@ -1,0 +1,233 @@
+"""HF transformers policy backend: batched step sampling with a shared prefill per prefix.
+
+All requests of one call are prefilled together (left-padded), each prefix once; its KV cache is
+then repeated for its k samples, so k samples never re-encode the prefix. Decoding runs until every
+row has hit the step delimiter, end-of-sequence or a cap; finished rows are dropped from the batch.
+Sampling noise comes from one generator per row seeded by (request seed, sample index), so a row's
+sample does not depend on what else shares the batch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reasoner.models.base import Continuation, GenRequest, StepPiece
+from reasoner.models.resolve import load_causal_lm, load_step_format, load_tokenizer, resolve_model_path
+from reasoner.step_format import StepFormat
+from reasoner.types import ReasonerError
+
+
+class HFPolicy:
+    """A local HF causal LM that proposes steps."""
+
+    def __init__(
+        self,
+        model: str | Path = "embedded",
+        step_format: StepFormat | str | dict | None = None,
+        dtype: str = "float32",
+        top_p: float = 1.0,
+        max_batch_rows: int = 128,
+        trust_remote_code: bool = False,
+        gguf_file: str | None = None,
+        threads: int | None = None,
+    ):
+        if threads:
+            torch.set_num_threads(threads)
+        self.path = resolve_model_path(model, "policy")
+        self.step_format = load_step_format(self.path, step_format)
+        self.tokenizer = load_tokenizer(self.path, trust_remote_code, gguf_file)
+        self.model = load_causal_lm(self.path, dtype, trust_remote_code, gguf_file)
+        self.num_parameters = sum(p.numel() for p in self.model.parameters())
+        self.max_context = int(getattr(self.model.config, "max_position_embeddings", 4096))
+        self.top_p = top_p
+        self.max_batch_rows = max_batch_rows
+        eos = self.model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        if self.tokenizer.eos_token_id is not None:
+            eos_ids.add(self.tokenizer.eos_token_id)
+        self.eos_ids = eos_ids
+        self.pad_id = self.tokenizer.pad_token_id
+        # tokens whose text contains the delimiter's last character: only these can end a step
+        last = self.step_format.delimiter[-1]
+        vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
+        self._maybe_delim = {
+            i for i, tok in enumerate(vocab) if tok is not None and last in self.tokenizer.convert_tokens_to_string([tok])
+        }
+
+    # ------------------------------------------------------------------------------------------
+    def encode_prompt(self, problem_text: str) -> list[int]:
+        """Prompt ids (chat template or plain template, with BOS when the model uses one)."""
+        text = self.step_format.render_prompt(problem_text, self.tokenizer)
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        bos = self.tokenizer.bos_token_id
+        if not self.step_format.use_chat_template and bos is not None and (not ids or ids[0] != bos):
+            ids = [bos, *ids]
+        if len(ids) >= self.max_context:
+            raise ReasonerError(
+                f"prompt is {len(ids)} tokens, longer than the policy's context ({self.max_context})"
+            )
+        return ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    # ------------------------------------------------------------------------------------------
+    def generate(self, requests: list[GenRequest]) -> list[list[Continuation]]:
+        """Sample continuations for every request; chunks keep at most max_batch_rows rows."""
+        results: list[list[Continuation]] = [[] for _ in requests]
+        chunk: list[int] = []
+        rows = 0
+        for i, req in enumerate(requests):
+            if req.k < 1:
+                raise ReasonerError(f"GenRequest.k must be >= 1, got {req.k}")
+            if chunk and rows + req.k > self.max_batch_rows:
+                self._generate_chunk(requests, chunk, results)
+                chunk, rows = [], 0
+            chunk.append(i)
+            rows += req.k
+        if chunk:
+            self._generate_chunk(requests, chunk, results)
+        return results
+
+    @torch.no_grad()
+    def _generate_chunk(self, requests: list[GenRequest], idx: list[int], results: list) -> None:
+        fmt = self.step_format
+        reqs = [requests[i] for i in idx]
+        lengths = [len(r.prefix_ids) for r in reqs]
+        width = max(lengths)
+        if width >= self.max_context:
+            raise ReasonerError(f"a prefix of {width} tokens exceeds the policy context {self.max_context}")
+        input_ids = torch.full((len(reqs), width), self.pad_id, dtype=torch.long)
+        attn = torch.zeros((len(reqs), width), dtype=torch.long)
+        for b, r in enumerate(reqs):
+            input_ids[b, width - len(r.prefix_ids) :] = torch.tensor(r.prefix_ids, dtype=torch.long)
+            attn[b, width - len(r.prefix_ids) :] = 1
+        pos = (attn.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=True)
+        cache = out.past_key_values
+        rep = torch.tensor([b for b, r in enumerate(reqs) for _ in range(r.k)], dtype=torch.long)
+        cache.batch_select_indices(rep)
+        logits = out.logits[:, -1, :].float()[rep]
+        attn = attn[rep]
+        next_pos = pos[rep, -1] + 1
+
+        # per-row state
+        rows: list[dict[str, Any]] = []
+        for b, r in enumerate(reqs):
+            for j in range(r.k):
+                max_steps = (r.max_steps or fmt.max_steps) if r.mode == "end" else 1
+                cap = min(fmt.max_step_tokens * max_steps, self.max_context - len(r.prefix_ids) - 1)
+                rows.append(
+                    {
+                        "req": b,
+                        "gen": torch.Generator().manual_seed((r.seed * 1_000_003 + j) % (2**63 - 1)),
+                        "temp": r.temperature,
+                        "mode": r.mode,
+                        "max_steps": max_steps,
+                        "cap": max(1, cap),
+                        "cont": Continuation(prompt_tokens=len(r.prefix_ids) if j == 0 else 0),
+                        "step_ids": [],
+                        "step_lp": 0.0,
+                    }
+                )
+        active = list(range(len(rows)))
+        while active:
+            tokens, logprobs = self._sample(logits, [rows[a] for a in active])
+            still: list[int] = []
+            keep: list[int] = []
+            for pos_in_batch, a in enumerate(active):
+                row = rows[a]
+                tok, lp = tokens[pos_in_batch], logprobs[pos_in_batch]
+                if self._advance(row, tok, lp):
+                    still.append(a)
+                    keep.append(pos_in_batch)
+            if not still:
+                break
+            if len(keep) < len(active):
+                sel = torch.tensor(keep, dtype=torch.long)
+                cache.batch_select_indices(sel)
+                attn, next_pos = attn[sel], next_pos[sel]
+                tokens_t = torch.tensor([tokens[k] for k in keep], dtype=torch.long)
+            else:
+                tokens_t = torch.tensor(tokens, dtype=torch.long)
+            active = still
+            attn = torch.cat([attn, torch.ones((len(active), 1), dtype=torch.long)], dim=1)
+            out = self.model(
+                input_ids=tokens_t[:, None],
+                attention_mask=attn,
+                position_ids=next_pos[:, None],
+                past_key_values=cache,
+                use_cache=True,
+            )
+            cache = out.past_key_values
+            logits = out.logits[:, -1, :].float()
+            next_pos = next_pos + 1
+        for row in rows:
+            results[idx[row["req"]]].append(row["cont"])
+
+    def _sample(self, logits: torch.Tensor, rows: list[dict]) -> tuple[list[int], list[float]]:
+        """Pick one token per row (greedy at temperature 0, else Gumbel-max on the tempered, top-p logits)."""
+        logp = torch.log_softmax(logits, dim=-1)
+        chosen: list[int] = []
+        for r, row in enumerate(rows):
+            temp = row["temp"]
+            if temp <= 0:
+                chosen.append(int(torch.argmax(logits[r])))
+                continue
+            z = logits[r] / temp
+            if self.top_p < 1.0:
+                probs = torch.softmax(z, dim=-1)
+                sorted_p, order = torch.sort(probs, descending=True)
+                cut = (sorted_p.cumsum(0) - sorted_p) >= self.top_p
+                z = z.clone()
+                z[order[cut]] = float("-inf")
+            u = torch.rand(z.shape[0], generator=row["gen"]).clamp_(1e-12, 1 - 1e-12)
+            chosen.append(int(torch.argmax(z - torch.log(-torch.log(u)))))
+        picked = logp[torch.arange(len(rows)), torch.tensor(chosen)]
+        return chosen, picked.tolist()
+
+    def _advance(self, row: dict, tok: int, lp: float) -> bool:
+        """Append a token to a row; close steps at the delimiter; return False once the row is done."""
+        cont: Continuation = row["cont"]
+        cont.new_tokens += 1
+        row["step_ids"].append(tok)
+        row["step_lp"] += lp
+        if tok in self.eos_ids:
+            self._close_step(row, truncated=False)
+            cont.finished = True
+            return False
+        ended = False
+        if tok in self._maybe_delim:
+            text = self.tokenizer.decode(row["step_ids"], skip_special_tokens=True)
+            ended = self.step_format.delimiter in text
+        if ended and self._close_step(row, truncated=False):
+            return len(cont.steps) < row["max_steps"] and cont.new_tokens < row["cap"]
+        if len(row["step_ids"]) >= self.step_format.max_step_tokens or cont.new_tokens >= row["cap"]:
+            self._close_step(row, truncated=True)
+            cont.truncated = True
+            return False
+        return True
+
+    def _close_step(self, row: dict, truncated: bool) -> bool:
+        """Turn the row's pending ids into a step; False (and keep them pending) if it is empty."""
+        ids = row["step_ids"]
+        cont: Continuation = row["cont"]
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        text = text.split(self.step_format.delimiter)[0].strip()
+        ends_with_eos = bool(ids) and ids[-1] in self.eos_ids
+        if not text and not truncated:
+            if not ends_with_eos:
+                return False  # a bare delimiter: keep its ids so the prefix stays exact
+            if cont.steps:  # a bare end-of-sequence: it belongs to the previous step
+                cont.steps[-1].token_ids.extend(ids)
+                cont.steps[-1].logprob += row["step_lp"]
+                row["step_ids"], row["step_lp"] = [], 0.0
+                return True
+        cont.steps.append(
+            StepPiece(text=text, token_ids=list(ids), logprob=row["step_lp"], truncated=truncated)
+        )
+        row["step_ids"], row["step_lp"] = [], 0.0
+        return True

@@ -1,0 +1,251 @@
+"""Train the tiny embedded policy (a LLaMA-architecture causal LM) from scratch by SFT on arith.
+
+One readable loop, nanoGPT style: config at the top, packed sequences, loss on solution tokens
+only, AdamW with warm-up and cosine decay, checkpoints every `save_every` steps, resumable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reasoner.step_format import StepFormat
+from reasoner.types import Problem, ReasonerError
+
+
+@dataclass
+class PolicyTrainConfig:
+    """Everything that determines the trained policy (with the seed, the run is reproducible)."""
+
+    out_dir: str = "runs/policy"
+    seed: int = 0
+    vocab_size: int = 1024
+    hidden_size: int = 256
+    intermediate_size: int = 688
+    num_layers: int = 4
+    num_heads: int = 4
+    max_position_embeddings: int = 512
+    train_problems: int = 50000  # taken from the arith train split (0 = all)
+    min_ops: int = 2
+    max_ops: int = 6
+    seq_len: int = 256
+    batch_size: int = 16
+    steps: int = 1400
+    lr: float = 1.5e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 150
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    save_every: int = 100
+    log_every: int = 10
+    threads: int = 2
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> PolicyTrainConfig:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ReasonerError(f"{path}: unknown key(s) {unknown}; valid keys: {sorted(known)}")
+        return cls(**data)
+
+
+def training_text_ids(
+    problem: Problem, tokenizer: Any, fmt: StepFormat
+) -> tuple[list[int], list[int]]:
+    """Token ids of prompt + reference solution and a 0/1 loss mask (1 on solution tokens).
+
+    Built segment by segment (prompt, each step, each delimiter) exactly like generation sees it,
+    so the delimiter tokens the model learns are the ones it will emit and be prefixed with.
+    """
+    if not problem.reference:
+        raise ReasonerError(f"problem {problem.id} has no reference solution to train on")
+    prompt = tokenizer.encode(fmt.render_prompt(problem.text), add_special_tokens=False)
+    ids = [tokenizer.bos_token_id, *prompt]
+    mask = [0] * len(ids)
+    steps = fmt.split_steps(problem.reference)
+    delim = tokenizer.encode(fmt.delimiter, add_special_tokens=False)
+    for i, step in enumerate(steps):
+        piece = tokenizer.encode(step, add_special_tokens=False)
+        piece += delim if i + 1 < len(steps) else [tokenizer.eos_token_id]
+        ids += piece
+        mask += [1] * len(piece)
+    return ids, mask
+
+
+def pack(examples: list[tuple[list[int], list[int]]], seq_len: int, seed: int):
+    """Concatenate shuffled examples into one stream and cut it into seq_len rows (ids, mask)."""
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    stream_ids: list[int] = []
+    stream_mask: list[int] = []
+    for i in order:
+        stream_ids += examples[i][0]
+        stream_mask += examples[i][1]
+    n = len(stream_ids) // seq_len
+    rows = [
+        (stream_ids[j * seq_len : (j + 1) * seq_len], stream_mask[j * seq_len : (j + 1) * seq_len])
+        for j in range(n)
+    ]
+    return rows
+
+
+def lr_at(step: int, cfg: PolicyTrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
+
+
+def build_model(cfg: PolicyTrainConfig, tokenizer: Any):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads,
+        max_position_embeddings=cfg.max_position_embeddings,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return LlamaForCausalLM(config)
+
+
+def train_policy(
+    cfg: PolicyTrainConfig,
+    problems: list[Problem] | None = None,
+    fmt: StepFormat | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train (or resume) a policy; returns the directory holding the final HF checkpoint."""
+    import torch
+    from tqdm import tqdm
+
+    from reasoner.training.tokenizer import build_tokenizer
+
+    fmt = fmt or StepFormat()
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    if problems is None:
+        from reasoner.synthetic import load_split
+
+        problems = [
+            p for p in load_split("train") if cfg.min_ops <= p.metadata.get("ops", 0) <= cfg.max_ops
+        ]
+        if cfg.train_problems:
+            problems = problems[: cfg.train_problems]
+
+    tok_dir = out / "tokenizer"
+    if (tok_dir / "tokenizer.json").exists():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(tok_dir)
+    else:
+        texts = (fmt.render_prompt(p.text) + (p.reference or "") for p in problems)
+        tokenizer = build_tokenizer(texts, vocab_size=cfg.vocab_size)
+        tokenizer.save_pretrained(tok_dir)
+
+    examples = [training_text_ids(p, tokenizer, fmt) for p in problems]
+    rows = pack(examples, cfg.seq_len, cfg.seed)
+    if not rows:
+        raise ReasonerError("not enough training text to fill one sequence")
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, tokenizer)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    optim = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(cfg.beta1, cfg.beta2),
+    )
+    start = 0
+    ckpt = out / "checkpoint.pt"
+    if ckpt.exists():  # resume
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        optim.load_state_dict(state["optim"])
+        start = state["step"]
+    log_path = out / "loss.jsonl"
+    if start == 0 and log_path.exists():
+        log_path.unlink()
+
+    ids_all = torch.tensor([r[0] for r in rows], dtype=torch.long)
+    mask_all = torch.tensor([r[1] for r in rows], dtype=torch.bool)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    order = torch.randperm(len(rows), generator=gen)
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc="train-policy")
+    t0, tokens_seen, running = time.time(), 0, []
+    for step in range(start, cfg.steps):
+        # batch indices are a pure function of the step, so a resumed run sees the same data
+        idx = [int(order[(step * cfg.batch_size + j) % len(rows)]) for j in range(cfg.batch_size)]
+        ids = ids_all[idx]
+        labels = ids.masked_fill(~mask_all[idx], -100)  # HF shifts labels itself: never pre-shift
+        for group in optim.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        loss = model(input_ids=ids, labels=labels).loss
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optim.step()
+        tokens_seen += ids.numel()
+        running.append(loss.item())
+        bar.update(1)
+        if (step + 1) % cfg.log_every == 0:
+            rate = tokens_seen / max(1e-9, time.time() - t0)
+            record = {"step": step + 1, "loss": sum(running) / len(running), "lr": lr_at(step, cfg), "tokens_per_s": rate}
+            running = []
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{rate:.0f}")
+        if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
+            tmp = out / "checkpoint.pt.tmp"
+            torch.save({"model": model.state_dict(), "optim": optim.state_dict(), "step": step + 1}, tmp)
+            tmp.replace(ckpt)
+    bar.close()
+    final = out / "final"
+    model.eval()
+    model.to(torch.float16).save_pretrained(final, safe_serialization=True)
+    tokenizer.save_pretrained(final)
+    (final / "step_format.json").write_text(json.dumps(fmt.to_dict(), indent=2))
+    plot_loss(log_path, out / "loss.png")
+    return final
+
+
+def plot_loss(log_path: Path, png: Path) -> None:
+    """Write the loss curve as a PNG (skipped quietly if there is no log yet)."""
+    if not log_path.exists():
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows])
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (solution tokens)")
+    ax.set_yscale("log")
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,1 @@
+"""Built-in search strategies, one small module each, registered through entry points."""
