@@ -100,7 +100,9 @@ class Reasoner:
         if isinstance(problem, Problem):
             return problem
         if not isinstance(problem, str):
-            raise ReasonerError(f"a problem must be a string or a Problem, got {type(problem).__name__}")
+            raise ReasonerError(
+                f"a problem must be a string or a Problem, got {type(problem).__name__}"
+            )
         return Problem(text=problem, id=f"problem-{index}")
 
     def solve(self, problem: str | Problem) -> Solution:

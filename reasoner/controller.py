@@ -63,7 +63,9 @@ class Controller:
     def run(self, problems: list[Problem], strategy: Strategy, budget: int) -> list[Solution]:
         """Solve every problem with `strategy`; all searches advance together."""
         if strategy.needs_prm and self.prm is None:
-            raise ReasonerError(f"strategy {strategy.name!r} needs a PRM; pass prm=... (or 'embedded')")
+            raise ReasonerError(
+                f"strategy {strategy.name!r} needs a PRM; pass prm=... (or 'embedded')"
+            )
         runs = [_Run(problem=p) for p in problems]
         for run in runs:
             self._start(run, strategy, budget)
@@ -78,7 +80,13 @@ class Controller:
         try:
             prompt = self.policy.encode_prompt(run.problem.text)
         except ReasonerError as err:
-            run.solution = Solution(answer=None, steps=[], strategy=strategy.name, problem_id=run.problem.id, reason=f"error: {err}")
+            run.solution = Solution(
+                answer=None,
+                steps=[],
+                strategy=strategy.name,
+                problem_id=run.problem.id,
+                reason=f"error: {err}",
+            )
             return
         run.tree = StepTree(run.problem.text, prompt, run.problem.id)
         ctx = SearchContext(
@@ -117,7 +125,9 @@ class Controller:
         score_runs = [r for r in live if isinstance(r.pending, Score)]
         for r in live:
             if r not in gen_runs and r not in score_runs:
-                raise ReasonerError(f"strategy yielded {type(r.pending).__name__}; expected Expand, Rollout or Score")
+                raise ReasonerError(
+                    f"strategy yielded {type(r.pending).__name__}; expected Expand, Rollout or Score"
+                )
         results: dict[int, Any] = {}
         if gen_runs:
             results.update(self._serve_generation(gen_runs))
@@ -147,7 +157,14 @@ class Controller:
                 mode = "end" if isinstance(req, Rollout) else "step"
                 remaining = max(1, self.limits.max_depth - node.depth)
                 requests.append(
-                    GenRequest(run.tree.prefix_ids(node), k, self._seed_for(run, node), mode, temp, remaining)
+                    GenRequest(
+                        run.tree.prefix_ids(node),
+                        k,
+                        self._seed_for(run, node),
+                        mode,
+                        temp,
+                        remaining,
+                    )
                 )
                 owners.append((run, node))
         t0 = time.perf_counter()
@@ -174,7 +191,11 @@ class Controller:
         node = parent
         for piece in cont.steps:
             node = tree.add_child(
-                node, text=piece.text, token_ids=piece.token_ids, logprob=piece.logprob, truncated=piece.truncated
+                node,
+                text=piece.text,
+                token_ids=piece.token_ids,
+                logprob=piece.logprob,
+                truncated=piece.truncated,
             )
         closes = (
             node is parent  # nothing generated: the chain ends here
@@ -229,13 +250,20 @@ class Controller:
         if not terminals:
             return Pick(node=None, reason=reason)
         if all(all(p.prm_score is not None for p in run.tree.path(n)) for n in terminals):
-            best = max(terminals, key=lambda n: aggregate([p.prm_score for p in run.tree.path(n)], self.aggregation))
+            best = max(
+                terminals,
+                key=lambda n: aggregate([p.prm_score for p in run.tree.path(n)], self.aggregation),
+            )
             return Pick(node=best, reason=reason)
         from reasoner.aggregation import answer_key, vote
 
         votes = vote(n.answer for n in terminals)
         top = max(votes, key=votes.get)
-        return Pick(node=next(n for n in terminals if answer_key(n.answer) == top), reason=reason, candidates=votes)
+        return Pick(
+            node=next(n for n in terminals if answer_key(n.answer) == top),
+            reason=reason,
+            candidates=votes,
+        )
 
     def _finish(self, run: _Run, pick: Pick | None) -> None:
         tree = run.tree

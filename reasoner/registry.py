@@ -57,5 +57,7 @@ def available_strategies() -> list[str]:
 def get_strategy(name: str) -> type[Strategy]:
     _discover()
     if name not in _REGISTRY:
-        raise ReasonerError(f"unknown strategy {name!r}; available: {', '.join(available_strategies())}")
+        raise ReasonerError(
+            f"unknown strategy {name!r}; available: {', '.join(available_strategies())}"
+        )
     return _REGISTRY[name]

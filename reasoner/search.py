@@ -93,12 +93,15 @@ class Strategy(ABC):
         unknown = sorted(set(options) - set(self.options))
         if unknown:
             valid = sorted(self.options) or "none"
-            raise ReasonerError(f"strategy {self.name!r}: unknown option(s) {unknown}; valid: {valid}")
+            raise ReasonerError(
+                f"strategy {self.name!r}: unknown option(s) {unknown}; valid: {valid}"
+            )
         self.config = {**self.options, **options}
         self.validate()
 
     def validate(self) -> None:
         """Raise ReasonerError for invalid option values (override in strategies)."""
+        return None
 
     @abstractmethod
     def search(self, ctx: SearchContext) -> Search:

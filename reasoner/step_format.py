@@ -8,10 +8,11 @@ happen by construction.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from reasoner.types import ReasonerError
 

@@ -38,7 +38,9 @@ class Node:
 class StepTree:
     """A tree of steps for one problem, with JSON round-trip and a networkx export."""
 
-    def __init__(self, problem_text: str, prompt_ids: list[int] | None = None, problem_id: str = ""):
+    def __init__(
+        self, problem_text: str, prompt_ids: list[int] | None = None, problem_id: str = ""
+    ):
         self.problem_text = problem_text
         self.problem_id = problem_id
         self.prompt_ids = list(prompt_ids or [])
@@ -57,7 +59,9 @@ class StepTree:
     def add_child(self, parent: Node | int, **fields: Any) -> Node:
         """Append a step under `parent` and return the new node."""
         parent_node = self.nodes[parent] if isinstance(parent, int) else parent
-        node = Node(id=len(self.nodes), parent=parent_node.id, depth=parent_node.depth + 1, **fields)
+        node = Node(
+            id=len(self.nodes), parent=parent_node.id, depth=parent_node.depth + 1, **fields
+        )
         self.nodes.append(node)
         parent_node.children.append(node.id)
         return node

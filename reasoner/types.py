@@ -52,7 +52,9 @@ class Stats:
     policy_new_tokens: int = 0  # tokens the policy generated
     prm_tokens: int = 0  # tokens the PRM computed
     flops: float = 0.0
-    seconds: float = 0.0  # model time attributed to this problem (shared batch calls split by tokens)
+    seconds: float = (
+        0.0  # model time attributed to this problem (shared batch calls split by tokens)
+    )
     wall_seconds: float = 0.0  # wall time from start to finish of this problem's search
     policy_calls: int = 0
     prm_calls: int = 0

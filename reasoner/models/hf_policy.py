@@ -15,7 +15,12 @@ from typing import Any
 import torch
 
 from reasoner.models.base import Continuation, GenRequest, StepPiece
-from reasoner.models.resolve import load_causal_lm, load_step_format, load_tokenizer, resolve_model_path
+from reasoner.models.resolve import (
+    load_causal_lm,
+    load_step_format,
+    load_tokenizer,
+    resolve_model_path,
+)
 from reasoner.step_format import StepFormat
 from reasoner.types import ReasonerError
 
@@ -54,7 +59,9 @@ class HFPolicy:
         last = self.step_format.delimiter[-1]
         vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
         self._maybe_delim = {
-            i for i, tok in enumerate(vocab) if tok is not None and last in self.tokenizer.convert_tokens_to_string([tok])
+            i
+            for i, tok in enumerate(vocab)
+            if tok is not None and last in self.tokenizer.convert_tokens_to_string([tok])
         }
 
     # ------------------------------------------------------------------------------------------
@@ -63,7 +70,11 @@ class HFPolicy:
         text = self.step_format.render_prompt(problem_text, self.tokenizer)
         ids = self.tokenizer.encode(text, add_special_tokens=False)
         bos = self.tokenizer.bos_token_id
-        if not self.step_format.use_chat_template and bos is not None and (not ids or ids[0] != bos):
+        if (
+            not self.step_format.use_chat_template
+            and bos is not None
+            and (not ids or ids[0] != bos)
+        ):
             ids = [bos, *ids]
         if len(ids) >= self.max_context:
             raise ReasonerError(
@@ -99,7 +110,9 @@ class HFPolicy:
         lengths = [len(r.prefix_ids) for r in reqs]
         width = max(lengths)
         if width >= self.max_context:
-            raise ReasonerError(f"a prefix of {width} tokens exceeds the policy context {self.max_context}")
+            raise ReasonerError(
+                f"a prefix of {width} tokens exceeds the policy context {self.max_context}"
+            )
         input_ids = torch.full((len(reqs), width), self.pad_id, dtype=torch.long)
         attn = torch.zeros((len(reqs), width), dtype=torch.long)
         for b, r in enumerate(reqs):
@@ -123,7 +136,9 @@ class HFPolicy:
                 rows.append(
                     {
                         "req": b,
-                        "gen": torch.Generator().manual_seed((r.seed * 1_000_003 + j) % (2**63 - 1)),
+                        "gen": torch.Generator().manual_seed(
+                            (r.seed * 1_000_003 + j) % (2**63 - 1)
+                        ),
                         "temp": r.temperature,
                         "mode": r.mode,
                         "max_steps": max_steps,
@@ -205,7 +220,10 @@ class HFPolicy:
             ended = self.step_format.delimiter in text
         if ended and self._close_step(row, truncated=False):
             return len(cont.steps) < row["max_steps"] and cont.new_tokens < row["cap"]
-        if len(row["step_ids"]) >= self.step_format.max_step_tokens or cont.new_tokens >= row["cap"]:
+        if (
+            len(row["step_ids"]) >= self.step_format.max_step_tokens
+            or cont.new_tokens >= row["cap"]
+        ):
             self._close_step(row, truncated=True)
             cont.truncated = True
             return False

@@ -12,7 +12,12 @@ from typing import Any
 import torch
 
 from reasoner.models.base import ScoreRequest
-from reasoner.models.resolve import load_causal_lm, load_step_format, load_tokenizer, resolve_model_path
+from reasoner.models.resolve import (
+    load_causal_lm,
+    load_step_format,
+    load_tokenizer,
+    resolve_model_path,
+)
 from reasoner.step_format import StepFormat
 from reasoner.types import ReasonerError
 
@@ -20,12 +25,18 @@ from reasoner.types import ReasonerError
 def single_token_id(tokenizer: Any, text: str, what: str) -> int:
     """The id of `text` if the tokenizer holds it as exactly one token, else a clear error."""
     tid = tokenizer.convert_tokens_to_ids(text)
-    if tid is not None and tid != tokenizer.unk_token_id and tokenizer.convert_ids_to_tokens(tid) == text:
+    if (
+        tid is not None
+        and tid != tokenizer.unk_token_id
+        and tokenizer.convert_ids_to_tokens(tid) == text
+    ):
         return int(tid)
     ids = tokenizer.encode(text, add_special_tokens=False)
     if len(ids) == 1:
         return int(ids[0])
-    raise ReasonerError(f"PRM {what} {text!r} is not a single token for this tokenizer (got ids {ids})")
+    raise ReasonerError(
+        f"PRM {what} {text!r} is not a single token for this tokenizer (got ids {ids})"
+    )
 
 
 class PRMInputBuilder:
@@ -109,7 +120,10 @@ class HFPRM:
         start = 0
         while start < len(order):
             end = start + 1
-            while end < len(order) and len(built[order[end]][0]) * (end - start + 1) <= self.max_batch_tokens:
+            while (
+                end < len(order)
+                and len(built[order[end]][0]) * (end - start + 1) <= self.max_batch_tokens
+            ):
                 end += 1
             batch = order[start:end]
             for i, values in zip(batch, self._score_batch([built[i] for i in batch])):

@@ -32,7 +32,9 @@ def resolve_model_path(spec: str | Path, kind: str) -> Path:
     if not path.exists():
         raise ReasonerError(f"{kind} model path {str(path)!r} does not exist")
     if not (path / "config.json").exists() and not list(path.glob("*.gguf")):
-        raise ReasonerError(f"{kind} model path {str(path)!r} holds no config.json (not an HF checkpoint)")
+        raise ReasonerError(
+            f"{kind} model path {str(path)!r} holds no config.json (not an HF checkpoint)"
+        )
     return path
 
 
@@ -46,7 +48,9 @@ def load_step_format(path: Path, override: StepFormat | str | dict | None) -> St
     return get_step_format(None)
 
 
-def load_tokenizer(path: Path, trust_remote_code: bool = False, gguf_file: str | None = None) -> Any:
+def load_tokenizer(
+    path: Path, trust_remote_code: bool = False, gguf_file: str | None = None
+) -> Any:
     from transformers import AutoTokenizer
 
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
@@ -57,14 +61,21 @@ def load_tokenizer(path: Path, trust_remote_code: bool = False, gguf_file: str |
 
 
 def load_causal_lm(
-    path: Path, dtype: str = "float32", trust_remote_code: bool = False, gguf_file: str | None = None
+    path: Path,
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+    gguf_file: str | None = None,
 ) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype)
+    torch_dtype = {
+        "float32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "float16": torch.float16,
+    }.get(dtype)
     if torch_dtype is None:
         raise ReasonerError(f"unknown dtype {dtype!r}; valid: float32, bfloat16, float16")
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}

@@ -11,10 +11,11 @@ import json
 import math
 import random
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from reasoner.step_format import StepFormat
 from reasoner.types import Problem, ReasonerError
@@ -173,7 +174,10 @@ def train_policy(
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     optim = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
         lr=cfg.lr,
         betas=(cfg.beta1, cfg.beta2),
     )
@@ -212,14 +216,21 @@ def train_policy(
         bar.update(1)
         if (step + 1) % cfg.log_every == 0:
             rate = tokens_seen / max(1e-9, time.time() - t0)
-            record = {"step": step + 1, "loss": sum(running) / len(running), "lr": lr_at(step, cfg), "tokens_per_s": rate}
+            record = {
+                "step": step + 1,
+                "loss": sum(running) / len(running),
+                "lr": lr_at(step, cfg),
+                "tokens_per_s": rate,
+            }
             running = []
             with open(log_path, "a") as fh:
                 fh.write(json.dumps(record) + "\n")
             bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{rate:.0f}")
         if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
             tmp = out / "checkpoint.pt.tmp"
-            torch.save({"model": model.state_dict(), "optim": optim.state_dict(), "step": step + 1}, tmp)
+            torch.save(
+                {"model": model.state_dict(), "optim": optim.state_dict(), "step": step + 1}, tmp
+            )
             tmp.replace(ckpt)
     bar.close()
     final = out / "final"

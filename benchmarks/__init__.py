@@ -1,0 +1,1 @@
+"""Benchmark runner, suites, report writers and performance benchmarks for reasoner."""

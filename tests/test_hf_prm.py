@@ -1,0 +1,57 @@
+"""The HF PRM backend: tags read in one pass, batching/padding invariance, causal prefix reuse."""
+
+import pytest
+import torch
+
+from reasoner.models.base import ScoreRequest
+from reasoner.models.hf_prm import HFPRM, PRMInputBuilder
+from reasoner.step_format import StepFormat
+from reasoner.types import ReasonerError
+
+
+@pytest.fixture(scope="module")
+def prm(tiny_ckpt):
+    return HFPRM(tiny_ckpt)
+
+
+def test_tags_are_placed_after_each_step(prm):
+    ids, tags = prm.builder.build("Ann has 2 bags.", ["2 * 3 = 6.", "The answer is 6."])
+    assert len(tags) == 2
+    assert all(ids[t] == prm.builder.tag_id for t in tags)
+    assert ids.count(prm.builder.tag_id) == 2
+
+
+def test_scores_are_sigmoid_of_label_logit_gap(prm):
+    problem, steps = "Ann has 2 bags.", ["2 * 3 = 6.", "The answer is 6."]
+    [scores], tokens = prm.score([ScoreRequest(problem, steps)])
+    ids, tags = prm.builder.build(problem, steps)
+    assert tokens == len(ids)
+    with torch.no_grad():
+        logits = prm.model(input_ids=torch.tensor([ids])).logits[0]
+    expected = [
+        float(torch.sigmoid(logits[t, prm.builder.pos_id] - logits[t, prm.builder.neg_id]))
+        for t in tags
+    ]
+    assert scores == pytest.approx(expected, abs=1e-5)
+    assert all(0.0 < s < 1.0 for s in scores)
+
+
+def test_batching_and_prefixes_do_not_change_scores(prm):
+    problem = "Ann has 2 bags with 3 apples each."
+    long = ["2 * 3 = 6.", "6 - 1 = 5.", "The answer is 5."]
+    reqs = [
+        ScoreRequest(problem, long[:1]),
+        ScoreRequest(problem, long),
+        ScoreRequest("Other?", ["x"]),
+    ]
+    batched, _ = prm.score(reqs)
+    singles = [prm.score([r])[0][0] for r in reqs]
+    for a, b in zip(batched, singles):
+        assert a == pytest.approx(b, abs=1e-4)
+    # causal: the score of step 1 does not depend on later steps, so prefix scores can be cached
+    assert batched[1][0] == pytest.approx(batched[0][0], abs=1e-4)
+
+
+def test_multi_token_tag_is_rejected(prm):
+    with pytest.raises(ReasonerError, match="not a single token"):
+        PRMInputBuilder(prm.tokenizer, StepFormat(step_tag="no such tag here"))
