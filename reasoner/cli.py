@@ -100,7 +100,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_train_policy(args: argparse.Namespace) -> int:
     from reasoner.training.policy_trainer import PolicyTrainConfig, train_policy
 
-    overrides = {"out_dir": args.out, "steps": args.steps, "seed": args.seed}
+    overrides = {"out_dir": args.out, "steps": args.steps, "seed": args.seed, "threads": args.threads}
     if args.config:
         cfg = PolicyTrainConfig.from_toml(args.config, **overrides)
     else:
@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out")
     p.add_argument("--steps", type=int)
     p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int, help="torch threads (the result does not depend on it)")
     p.add_argument(
         "--install",
         action="store_true",

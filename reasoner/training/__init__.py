@@ -1,0 +1,1 @@
+"""Training side of reasoner: labelled PRM data (records), trainers and tokenizer helpers."""
