@@ -59,7 +59,7 @@ def records(draw: st.DrawFn, tag: str = MATH_SHEPHERD_TAG) -> LabeledSolution:
         steps=steps,
         outcomes=[*outcomes, [float(correct)]],
         correct=correct,
-        first_error=draw(st.none() | st.integers(min_value=0, max_value=n - 1)),
+        first_error=draw(st.none() | st.integers(min_value=-1, max_value=n - 1)),
         metadata=draw(st.dictionaries(st.text(max_size=8), json_scalar, max_size=3)),
     )
 
@@ -105,7 +105,7 @@ def test_values_bad_kind(kind: str, eta, match: str) -> None:
         ({"steps": ["a", 3]}, "'steps': step 1"),
         ({"problem": "  "}, "'problem'"),
         ({"first_error": 2}, "'first_error'"),
-        ({"first_error": -1}, "'first_error'"),
+        ({"first_error": -2}, "'first_error'"),
         ({"correct": "yes"}, "'correct'"),
         ({"metadata": []}, "'metadata'"),
     ],

@@ -61,7 +61,8 @@ class LabeledSolution:
 
     outcomes[l] holds the rewards of the rollouts continued after step l; the last step's list
     is just [the solution's own 0/1 correctness] (it is finished, so no rollouts). first_error
-    is the 0-based index of the first wrong step when known exactly, else None.
+    is the 0-based index of the first wrong step when known exactly (-1: every step
+    is right), else None.
     """
 
     problem_id: str
@@ -97,10 +98,11 @@ class LabeledSolution:
                 raise _field_error(
                     "first_error", f"must be an integer or null, got {self.first_error!r}"
                 )
-            if not 0 <= self.first_error < len(self.steps):
+            if not -1 <= self.first_error < len(self.steps):
                 raise _field_error(
                     "first_error",
-                    f"{self.first_error} is not a step index (0..{len(self.steps) - 1})",
+                    f"{self.first_error} is not a step index (0..{len(self.steps) - 1}) "
+                    "or -1 (every step right)",
                 )
         if not isinstance(self.metadata, dict):
             raise _field_error("metadata", f"must be an object, got {self.metadata!r}")

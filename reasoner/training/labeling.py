@@ -1,0 +1,167 @@
+"""Rollout labeling: sample solutions, roll out N completions from every step prefix, grade them.
+
+Stores the raw 0/1 outcome of every rollout (records.LabeledSolution), so hard, soft, ER-eta and
+ORM labels are all recomputed later without new rollouts. Prefixes are token ids of the sampled
+chain (never re-tokenized text). All prefixes of a chunk of problems go to the policy in one
+batched call. Results are appended per problem, fsynced: a rerun skips finished problems.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reasoner.models.base import Continuation, GenRequest
+from reasoner.training.records import LabeledSolution, append_records, read_records
+from reasoner.types import Problem, ReasonerError
+
+
+@dataclass
+class LabelConfig:
+    """What to label and how (the seed makes the rollouts reproducible)."""
+
+    out: str = "runs/labels/rollouts.jsonl"
+    policy: str = "embedded"
+    suite: str = "arith"
+    split: str = "train"
+    data_dir: str | None = None
+    offset: int = 0
+    problems: int = 1000
+    samples: int = 4  # K sampled solutions per problem
+    rollouts: int = 8  # N completions per step prefix
+    temperature: float = 1.0
+    seed: int = 0
+    chunk: int = 8  # problems whose rollouts share one batched policy call
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> LabelConfig:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ReasonerError(f"{path}: unknown key(s) {unknown}; valid keys: {sorted(known)}")
+        return cls(**data)
+
+
+def _seed(*parts: object) -> int:
+    import zlib
+
+    return zlib.crc32(":".join(map(str, parts)).encode())
+
+
+def _continuation_ids(cont: Continuation) -> list[list[int]]:
+    return [piece.token_ids for piece in cont.steps]
+
+
+def label_chunk(policy: Any, problems: list[Problem], cfg: LabelConfig, exact_checker: Any = None) -> tuple[list[LabeledSolution], dict[str, float]]:
+    """Sample K solutions per problem, roll out N completions per step prefix, grade everything."""
+    from reasoner.grading import extract_answer, grade
+
+    fmt = policy.step_format
+    t0 = time.perf_counter()
+    prompts = [policy.encode_prompt(p.text) for p in problems]
+    sampled = policy.generate(
+        [GenRequest(ids, cfg.samples, _seed(cfg.seed, p.id, "sample"), "end", cfg.temperature) for p, ids in zip(problems, prompts)]
+    )
+    new_tokens = sum(c.new_tokens for conts in sampled for c in conts)
+    # every proper prefix (after step l, l < H) of every sampled solution gets N rollouts
+    requests: list[GenRequest] = []
+    owners: list[tuple[int, int, int]] = []  # (problem index, sample index, step index)
+    for pi, (prob, conts) in enumerate(zip(problems, sampled)):
+        for si, cont in enumerate(conts):
+            prefix = list(prompts[pi])
+            for li, piece in enumerate(cont.steps[:-1]):
+                prefix = prefix + piece.token_ids
+                remaining = max(1, fmt.max_steps - li - 1)
+                requests.append(GenRequest(prefix, cfg.rollouts, _seed(cfg.seed, prob.id, si, li), "end", cfg.temperature, remaining))
+                owners.append((pi, si, li))
+    rolled = policy.generate(requests) if requests else []
+    new_tokens += sum(c.new_tokens for conts in rolled for c in conts)
+    outcome_map: dict[tuple[int, int, int], list[float]] = {}
+    grade_cache: dict[tuple[str, str], bool] = {}
+
+    def is_correct(answer: str | None, gold: str) -> float:
+        if answer is None:
+            return 0.0
+        key = (answer, gold)
+        if key not in grade_cache:
+            grade_cache[key] = grade(answer, gold)
+        return float(grade_cache[key])
+
+    for (pi, si, li), conts in zip(owners, rolled):
+        prob = problems[pi]
+        head = [p.text for p in sampled[pi][si].steps[: li + 1]]
+        outcome_map[(pi, si, li)] = [
+            is_correct(extract_answer(fmt.join_steps(head + [s.text for s in c.steps])), prob.answer) if c.finished else 0.0
+            for c in conts
+        ]
+    records = []
+    for pi, (prob, conts) in enumerate(zip(problems, sampled)):
+        for si, cont in enumerate(conts):
+            steps = [s.text for s in cont.steps]
+            if not steps:
+                continue
+            text = fmt.join_steps(steps)
+            correct = bool(cont.finished and is_correct(extract_answer(text), prob.answer))
+            outcomes = [outcome_map[(pi, si, li)] for li in range(len(steps) - 1)] + [[float(correct)]]
+            first_err = exact_checker(prob, text) if exact_checker is not None else None
+            records.append(
+                LabeledSolution(
+                    problem_id=prob.id,
+                    problem=prob.text,
+                    gold=prob.answer,
+                    steps=steps,
+                    outcomes=outcomes,
+                    correct=correct,
+                    first_error=first_err,
+                    metadata={"sample": si, "finished": cont.finished, "truncated": cont.truncated},
+                )
+            )
+    seconds = time.perf_counter() - t0
+    return records, {"new_tokens": new_tokens, "seconds": seconds, "rollout_requests": len(requests)}
+
+
+def run_labeling(
+    cfg: LabelConfig, policy: Any = None, problems: list[Problem] | None = None, progress: bool = True
+) -> Path:
+    """Label cfg.problems problems (resuming: problems already in cfg.out are skipped)."""
+    from tqdm import tqdm
+
+    from reasoner.datasets import load_dataset
+
+    if policy is None:
+        from reasoner.api import load_policy
+
+        policy = load_policy(cfg.policy)
+    if problems is None:
+        problems = load_dataset(cfg.suite, cfg.split, data_dir=cfg.data_dir)
+    problems = problems[cfg.offset : cfg.offset + cfg.problems]
+    if any(p.answer is None for p in problems):
+        raise ReasonerError("labeling needs gold answers; some problems have none")
+    checker = None
+    if cfg.suite == "arith" and all("steps" in p.metadata for p in problems):
+        from reasoner.synthetic import first_error as checker
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    (out.parent / (out.stem + ".config.json")).write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    done = {r.problem_id for r in read_records(out)} if out.exists() else set()
+    todo = [p for p in problems if p.id not in done]
+    stats_path = out.parent / (out.stem + ".throughput.jsonl")
+    bar = tqdm(total=len(problems), initial=len(problems) - len(todo), disable=not progress, desc="label", unit="problem")
+    for start in range(0, len(todo), cfg.chunk):
+        chunk = todo[start : start + cfg.chunk]
+        records, stats = label_chunk(policy, chunk, cfg, checker)
+        append_records(out, records)  # all K solutions of these problems, fsynced
+        with open(stats_path, "a") as fh:
+            fh.write(json.dumps({**stats, "problems": len(chunk)}) + "\n")
+        bar.update(len(chunk))
+        bar.set_postfix(tok_s=f"{stats['new_tokens'] / max(stats['seconds'], 1e-9):.0f}")
+    bar.close()
+    return out

@@ -1,0 +1,266 @@
+"""Train a PRM on rollout-labeled data: soft-target 2-token cross-entropy at every step tag.
+
+The PRM is a causal LM with no new head: at each step tag it compares the logits of the two label
+tokens, and the loss there is BCE-with-logits on (z+ - z-) against the step's label v, which equals
+the soft-target cross-entropy of the 2-way softmax against (v, 1 - v). Other positions carry no
+loss. Inputs are built by the same PRMInputBuilder the scorer uses. Label kinds: "er" (any float
+eta), "soft", "hard", "orm". All records are used (the published trainer silently kept 1000).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reasoner.step_format import StepFormat
+from reasoner.training.records import LabeledSolution, read_records
+from reasoner.types import ReasonerError
+
+
+@dataclass
+class PRMTrainConfig:
+    """Everything that determines a trained PRM."""
+
+    data: str = "runs/labels/rollouts.jsonl"
+    base: str = "embedded"  # any HF causal LM dir; "embedded" = the shipped policy
+    out_dir: str = "runs/prm"
+    label: str = "er"  # er | soft | hard | orm (or "er-2", "er:0.5" ...)
+    eta: float | None = 2.0  # for label "er"; any float > 0
+    seed: int = 0
+    epochs: float = 2.0
+    batch_size: int = 16
+    lr: float = 3e-4
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 30
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    val_fraction: float = 0.1  # held out by problem, not by solution
+    max_length: int = 512
+    dtype: str = "float32"  # float32 | bfloat16
+    lora_rank: int = 0  # > 0: train LoRA adapters through peft (for large bases)
+    eval_every: int = 100
+    save_every: int = 100
+    threads: int = 2
+    limit: int = 0  # 0 = every record (never a silent cap)
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> PRMTrainConfig:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ReasonerError(f"{path}: unknown key(s) {unknown}; valid keys: {sorted(known)}")
+        return cls(**data)
+
+
+def split_by_problem(records: list[LabeledSolution], val_fraction: float, seed: int):
+    """Train/validation split by problem id, so no problem is on both sides."""
+    ids = sorted({r.problem_id for r in records})
+    random.Random(seed).shuffle(ids)
+    n_val = int(round(len(ids) * val_fraction))
+    val_ids = set(ids[:n_val])
+    return [r for r in records if r.problem_id not in val_ids], [r for r in records if r.problem_id in val_ids]
+
+
+def build_examples(records: list[LabeledSolution], builder: Any, label: str, eta: float | None) -> list[dict]:
+    """Token ids, tag positions, targets, and the exact step correctness when known."""
+    examples = []
+    for r in records:
+        ids, tags = builder.build(r.problem, r.steps)
+        values = r.values(label, eta)
+        truth = None
+        if r.first_error is not None:
+            truth = [1.0 if (r.first_error == -1 or i < r.first_error) else 0.0 for i in range(len(r.steps))]
+        examples.append({"ids": ids, "tags": tags, "targets": values[: len(tags)], "truth": truth})
+    return examples
+
+
+def roc_auc(scores: list[float], labels: list[float]) -> float | None:
+    """Area under the ROC curve (ties counted half); None if one class is missing."""
+    pos = [s for s, y in zip(scores, labels) if y >= 0.5]
+    neg = [s for s, y in zip(scores, labels) if y < 0.5]
+    if not pos or not neg:
+        return None
+    order = sorted(range(len(scores)), key=lambda i: scores[i])
+    ranks = [0.0] * len(scores)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    rank_pos = sum(r for r, y in zip(ranks, labels) if y >= 0.5)
+    return (rank_pos - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+
+
+def _batch_tensors(batch: list[dict], pad_id: int):
+    import torch
+
+    width = max(len(e["ids"]) for e in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(batch), width), dtype=torch.long)
+    rows, cols, targets = [], [], []
+    for b, e in enumerate(batch):
+        ids[b, : len(e["ids"])] = torch.tensor(e["ids"])
+        attn[b, : len(e["ids"])] = 1
+        for t, v in zip(e["tags"], e["targets"]):
+            rows.append(b)
+            cols.append(t)
+            targets.append(v)
+    return ids, attn, torch.tensor(rows), torch.tensor(cols), torch.tensor(targets, dtype=torch.float32)
+
+
+def tag_margins(model: Any, batch: list[dict], pad_id: int, pos_id: int, neg_id: int):
+    """z+ - z- at every tag of the batch, plus the targets (flattened in batch order)."""
+    ids, attn, rows, cols, targets = _batch_tensors(batch, pad_id)
+    logits = model(input_ids=ids, attention_mask=attn).logits
+    picked = logits[rows, cols][:, [pos_id, neg_id]].float()
+    return picked[:, 0] - picked[:, 1], targets
+
+
+def evaluate(model: Any, examples: list[dict], pad_id: int, pos_id: int, neg_id: int, batch_size: int = 32) -> dict[str, Any]:
+    """Validation loss, step accuracy vs the labels, AUC vs labels and vs exact step correctness."""
+    import torch
+
+    model.eval()
+    scores, targets, truths, losses = [], [], [], []
+    with torch.no_grad():
+        for i in range(0, len(examples), batch_size):
+            batch = examples[i : i + batch_size]
+            margin, target = tag_margins(model, batch, pad_id, pos_id, neg_id)
+            losses.append(float(torch.nn.functional.binary_cross_entropy_with_logits(margin, target, reduction="sum")))
+            scores += torch.sigmoid(margin).tolist()
+            targets += target.tolist()
+            for e in batch:
+                truths += e["truth"][: len(e["tags"])] if e["truth"] is not None else [None] * len(e["tags"])
+    model.train()
+    n = max(1, len(scores))
+    known = [(s, t) for s, t in zip(scores, truths) if t is not None]
+    return {
+        "loss": sum(losses) / n,
+        "step_accuracy": sum((s >= 0.5) == (t >= 0.5) for s, t in zip(scores, targets)) / n,
+        "auc_vs_labels": roc_auc(scores, [1.0 if t >= 0.5 else 0.0 for t in targets]),
+        "auc_vs_exact": roc_auc([s for s, _ in known], [t for _, t in known]) if known else None,
+        "steps": len(scores),
+    }
+
+
+def train_prm(cfg: PRMTrainConfig, records: list[LabeledSolution] | None = None, progress: bool = True) -> Path:
+    """Train (or resume) a PRM; returns the directory of the final HF checkpoint."""
+    import torch
+    from tqdm import tqdm
+
+    from reasoner.labels import resolve_label_kind
+    from reasoner.models.hf_prm import PRMInputBuilder
+    from reasoner.models.resolve import load_causal_lm, load_step_format, load_tokenizer, resolve_model_path
+
+    try:
+        label, eta = resolve_label_kind(cfg.label, cfg.eta if cfg.label.strip().lower() == "er" else None)
+    except ValueError as err:
+        raise ReasonerError(f"train-prm: {err}") from err
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    if records is None:
+        records = read_records(cfg.data)
+    if cfg.limit:
+        records = records[: cfg.limit]
+    if not records:
+        raise ReasonerError(f"no labeled records in {cfg.data}")
+    base = resolve_model_path(cfg.base, "policy")
+    tokenizer = load_tokenizer(base)
+    fmt: StepFormat = load_step_format(base, None)
+    model = load_causal_lm(base, "float32")
+    if cfg.dtype == "bfloat16":
+        model = model.to(torch.bfloat16)
+    if cfg.lora_rank > 0:
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError as err:
+            raise ReasonerError("lora_rank > 0 needs peft: pip install 'reasoner[peft]'") from err
+        model = get_peft_model(model, LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, target_modules="all-linear"))
+    builder = PRMInputBuilder(tokenizer, fmt, cfg.max_length)
+    train_recs, val_recs = split_by_problem(records, cfg.val_fraction, cfg.seed)
+    train_ex = build_examples(train_recs, builder, label, eta)
+    val_ex = build_examples(val_recs, builder, label, eta)
+    steps_per_epoch = math.ceil(len(train_ex) / cfg.batch_size)
+    total_steps = max(1, int(round(cfg.epochs * steps_per_epoch)))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    start = 0
+    ckpt = out / "checkpoint.pt"
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        optim.load_state_dict(state["optim"])
+        start = state["step"]
+    log_path = out / "log.jsonl"
+    if start == 0 and log_path.exists():
+        log_path.unlink()
+
+    def lr_at(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return cfg.lr * (step + 1) / cfg.warmup_steps
+        progress_ = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+        return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress_))))
+
+    def batch_for(step: int) -> list[dict]:
+        epoch, within = divmod(step * cfg.batch_size, len(train_ex))
+        order = list(range(len(train_ex)))
+        random.Random(cfg.seed * 1000 + epoch).shuffle(order)  # a pure function of step: resumable
+        idx = [order[(within + j) % len(order)] for j in range(cfg.batch_size)]
+        return [train_ex[i] for i in idx]
+
+    model.train()
+    bar = tqdm(total=total_steps, initial=start, disable=not progress, desc=f"train-prm ({cfg.label})")
+    t0, running = time.time(), []
+    for step in range(start, total_steps):
+        for group in optim.param_groups:
+            group["lr"] = lr_at(step)
+        margin, target = tag_margins(model, batch_for(step), pad_id, builder.pos_id, builder.neg_id)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(margin, target)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        optim.step()
+        running.append(loss.item())
+        bar.update(1)
+        last = step + 1 == total_steps
+        if (step + 1) % cfg.eval_every == 0 or last:
+            metrics = evaluate(model, val_ex, pad_id, builder.pos_id, builder.neg_id) if val_ex else {}
+            record = {"step": step + 1, "train_loss": sum(running) / len(running), "seconds": time.time() - t0, **{f"val_{k}": v for k, v in metrics.items()}}
+            running = []
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            bar.set_postfix(val_loss=f"{metrics.get('val_loss', float('nan')):.4f}")
+        if (step + 1) % cfg.save_every == 0 or last:
+            tmp = out / "checkpoint.pt.tmp"
+            torch.save({"model": model.state_dict(), "optim": optim.state_dict(), "step": step + 1}, tmp)
+            tmp.replace(ckpt)
+    bar.close()
+    final = out / "final"
+    if cfg.lora_rank > 0:
+        model = model.merge_and_unload()
+    model.eval()
+    if sum(p.numel() for p in model.parameters()) < 50_000_000:
+        model = model.to(torch.float16)  # tiny models ship as package data: halve the file
+    model.save_pretrained(final, safe_serialization=True)
+    tokenizer.save_pretrained(final)
+    (final / "step_format.json").write_text(json.dumps(fmt.to_dict(), indent=2))
+    summary = {"label": label, "eta": eta, "train_records": len(train_ex), "val_records": len(val_ex), "steps": total_steps}
+    (final / "prm_training.json").write_text(json.dumps(summary, indent=2))
+    return final
