@@ -64,33 +64,60 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from benchmarks.config import BenchConfig
-    from benchmarks.report import markdown_table
+    from benchmarks.config import load_config
+    from benchmarks.report import terminal_table
     from benchmarks.runner import run_bench
 
-    overrides = {
-        "suite": args.suite,
+    if args.config and args.suite and args.config != args.suite:
+        raise ReasonerError(
+            f"two suites given ({args.config!r} and --suite {args.suite!r}); give one"
+        )
+    overrides = {}
+    for pair in args.set or []:
+        if "=" not in pair:
+            raise ReasonerError(f"--set expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value
+    flags = {
+        "dataset": args.dataset,
         "split": args.split,
         "data_dir": args.data_dir,
         "limit": args.limit,
+        "offset": args.offset,
         "policy": args.policy,
         "prms": args.prms,
         "backend": args.backend,
+        "step_format": args.step_format,
         "strategies": args.strategies,
         "budgets": args.budgets,
         "aggregations": args.aggregations,
         "seeds": args.seeds,
+        "temperature": args.temperature,
+        "subsample": args.subsample,
         "out_dir": args.out,
         "batch_size": args.batch_size,
         "save_trees": True if args.trees else None,
+        "retry_errors": True if args.retry_errors else None,
     }
-    if args.config:
-        cfg = BenchConfig.from_toml(args.config, overrides)
-    else:
-        cfg = BenchConfig.from_dict({}, overrides=overrides)
-    data = run_bench(cfg, argv=["reasoner", *sys.argv[1:]], progress=not args.quiet)
-    print(markdown_table(data["cells"]))
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    try:
+        cfg = load_config(args.config or args.suite, overrides)
+        data = run_bench(cfg, argv=["reasoner", *sys.argv[1:]], progress=not args.quiet)
+    except OSError as err:  # an unwritable output dir, a vanished file: an error, not a traceback
+        raise ReasonerError(f"{type(err).__name__}: {err}") from err
     out = Path(cfg.out_dir)
+    print(f"\n{cfg.name}: {cfg.dataset} {cfg.split}, {data['run']['problems']['used']} problems")
+    print(terminal_table(data["cells"]))
+    if data["combined_seeds"]:
+        print("\nseeds combined:")
+        print(terminal_table(data["combined_seeds"]))
+    if any(c.get("subsampled_from") for c in data["cells"]):
+        print("* computed from one sampling run at the largest budget (see summary.md)")
+    if data["errors"]:
+        print(f"{data['errors']} rows recorded an error (counted as wrong; listed in summary.md)")
     print(
         f"\nresults: {out / 'results.jsonl'}\nsummary: {out / 'summary.md'}\nplot:    {out / 'accuracy.png'}"
     )
@@ -111,6 +138,60 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
         from reasoner.training.install import install_embedded
 
         print(f"installed as the embedded policy: {install_embedded(final, 'policy')}")
+    return 0
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    from reasoner.training.labeling import LabelConfig, run_labeling
+
+    overrides = {"out": args.out, "problems": args.problems, "samples": args.samples, "rollouts": args.rollouts, "policy": args.policy, "seed": args.seed}
+    cfg = LabelConfig.from_toml(args.config, **overrides) if args.config else LabelConfig(**{k: v for k, v in overrides.items() if v is not None})
+    out = run_labeling(cfg, progress=not args.quiet)
+    print(f"labeled rollouts: {out}")
+    return 0
+
+
+def cmd_train_prm(args: argparse.Namespace) -> int:
+    from reasoner.training.prm_trainer import PRMTrainConfig, train_prm
+
+    overrides = {"data": args.data, "out_dir": args.out, "label": args.label, "eta": args.eta, "base": args.base, "seed": args.seed, "epochs": args.epochs, "threads": args.threads}
+    cfg = PRMTrainConfig.from_toml(args.config, **overrides) if args.config else PRMTrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+    final = train_prm(cfg, progress=not args.quiet)
+    print(f"PRM checkpoint: {final}")
+    if args.install:
+        from reasoner.training.install import install_embedded
+
+        print(f"installed as the embedded PRM: {install_embedded(final, 'prm')}")
+    return 0
+
+
+def cmd_eval_prm(args: argparse.Namespace) -> int:
+    from reasoner.api import load_policy, load_prm
+    from reasoner.prm_eval import (
+        arith_cases,
+        equation_checker_metrics,
+        evaluate_prm,
+        processbench_cases,
+    )
+
+    prm = load_prm(args.prm)
+    report: dict = {"prm": args.prm, "threshold": args.threshold}
+    if args.suite == "arith":
+        from reasoner.synthetic import load_split
+
+        problems = load_split("test")[: args.limit or 100]
+        cases = arith_cases(load_policy(args.policy), problems, samples=args.samples, seed=args.seed, cache=args.cases)
+        report["arith"] = evaluate_prm(prm, cases, args.threshold)
+        report["arith_equation_checker"] = equation_checker_metrics(cases)
+    else:
+        subsets = args.subsets or ["gsm8k", "math", "olympiadbench", "omnimath"]
+        for subset in subsets:
+            report[f"processbench/{subset}"] = evaluate_prm(prm, processbench_cases(subset, args.data_dir, args.limit), args.threshold)
+    text = json.dumps(report, indent=2)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+    print(text)
     return 0
 
 
@@ -144,23 +225,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tree", action="store_true", help="with --json: include the whole tree")
     p.set_defaults(func=cmd_solve)
 
-    p = sub.add_parser("bench", help="compare strategies/PRMs on a suite (resumable)")
-    p.add_argument("config", nargs="?", help="a suite TOML file (benchmarks/suites/*.toml)")
-    p.add_argument("--suite")
+    p = sub.add_parser(
+        "bench",
+        help="compare strategies/PRMs on a suite (resumable)",
+        description="Run a benchmark suite (a TOML file, by path or by name: arith, arith_full, "
+        "gsm8k, math500, math); flags override the file. Without a suite: the arith suite. "
+        "Rerunning the same command resumes; results go to --out (default runs/bench/NAME).",
+    )
+    p.add_argument("config", nargs="?", help="suite name or TOML file (benchmarks/suites/*.toml)")
+    p.add_argument("--suite", help="suite name or TOML file (same as the positional argument)")
+    p.add_argument("--dataset", help="arith, gsm8k, math500 or math")
     p.add_argument("--split")
-    p.add_argument("--data-dir")
-    p.add_argument("--limit", type=int)
-    p.add_argument("--policy")
+    p.add_argument("--data-dir", help="directory of the data files (default: $REASONER_DATA)")
+    p.add_argument("--limit", type=int, help="use the first LIMIT problems (after --offset)")
+    p.add_argument("--offset", type=int)
+    p.add_argument("--policy", help="'embedded' or a checkpoint directory")
     p.add_argument("--prms", type=_csv(), help="comma-separated PRM specs; 'none' for no PRM")
     p.add_argument("--backend", choices=["hf", "vllm"])
+    p.add_argument("--step-format", help="step format preset or .toml for the policy")
     p.add_argument("--strategies", type=_csv())
     p.add_argument("--budgets", type=_csv(int))
     p.add_argument("--aggregations", type=_csv())
     p.add_argument("--seeds", type=_csv(int))
+    p.add_argument("--temperature", type=float)
+    p.add_argument(
+        "--subsample",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="best-of-N family curves from one run at the largest budget",
+    )
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--out")
+    p.add_argument("--out", help="output directory (default runs/bench/NAME)")
     p.add_argument("--trees", action="store_true", help="store full trees in results.jsonl")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--retry-errors", action="store_true", help="rerun rows that recorded an error")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any suite key (VALUE parsed as JSON when possible); repeatable",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("train-policy", help="train the tiny arith policy from scratch")
@@ -175,6 +279,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="copy the result into the package as the embedded policy",
     )
     p.set_defaults(func=cmd_train_policy)
+
+    p = sub.add_parser("label", help="rollout-label the policy's solutions for PRM training (resumable)")
+    p.add_argument("--config", help="TOML with LabelConfig fields (reasoner/configs/label.toml)")
+    p.add_argument("--out")
+    p.add_argument("--policy")
+    p.add_argument("--problems", type=int)
+    p.add_argument("--samples", type=int, help="K solutions per problem")
+    p.add_argument("--rollouts", type=int, help="N completions per step prefix")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_label)
+
+    p = sub.add_parser("train-prm", help="train a PRM on labeled rollouts (er/soft/hard/orm)")
+    p.add_argument("--config", help="TOML with PRMTrainConfig fields (reasoner/configs/prm.toml)")
+    p.add_argument("--data")
+    p.add_argument("--out")
+    p.add_argument("--base", help="HF causal LM to start from ('embedded' = the shipped policy)")
+    p.add_argument("--label", help="er | soft | hard | orm, or er-ETA")
+    p.add_argument("--eta", type=float)
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--install", action="store_true", help="copy the result into the package as the embedded PRM")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train_prm)
+
+    p = sub.add_parser("eval-prm", help="ProcessBench-style step evaluation (arith exact labels or ProcessBench)")
+    p.add_argument("--prm", default="embedded")
+    p.add_argument("--suite", default="arith", choices=["arith", "processbench"])
+    p.add_argument("--subsets", type=_csv(), help="ProcessBench subsets (default: all four)")
+    p.add_argument("--policy", default="embedded", help="arith: the policy whose samples are judged")
+    p.add_argument("--samples", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int)
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--cases", help="arith: JSONL cache of the sampled cases (same cases for every PRM)")
+    p.add_argument("--data-dir")
+    p.add_argument("--out", help="write the JSON report here")
+    p.set_defaults(func=cmd_eval_prm)
 
     p = sub.add_parser("strategies", help="list the registered strategies")
     p.set_defaults(func=cmd_strategies)
