@@ -64,7 +64,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from benchmarks.config import load_config
+    from benchmarks.config import UNSET, load_config
     from benchmarks.report import terminal_table
     from benchmarks.runner import run_bench
 
@@ -81,6 +81,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
             overrides[key.strip()] = json.loads(value)
         except json.JSONDecodeError:
             overrides[key.strip()] = value
+        if overrides[key.strip()] is None:  # --set limit=null: really set None
+            overrides[key.strip()] = UNSET
+    if args.limit == "all":  # every problem of the split
+        args.limit = UNSET
     flags = {
         "dataset": args.dataset,
         "split": args.split,
@@ -127,7 +131,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_train_policy(args: argparse.Namespace) -> int:
     from reasoner.training.policy_trainer import PolicyTrainConfig, train_policy
 
-    overrides = {"out_dir": args.out, "steps": args.steps, "seed": args.seed, "threads": args.threads}
+    overrides = {
+        "out_dir": args.out,
+        "steps": args.steps,
+        "seed": args.seed,
+        "threads": args.threads,
+    }
     if args.config:
         cfg = PolicyTrainConfig.from_toml(args.config, **overrides)
     else:
@@ -144,8 +153,19 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
 def cmd_label(args: argparse.Namespace) -> int:
     from reasoner.training.labeling import LabelConfig, run_labeling
 
-    overrides = {"out": args.out, "problems": args.problems, "samples": args.samples, "rollouts": args.rollouts, "policy": args.policy, "seed": args.seed}
-    cfg = LabelConfig.from_toml(args.config, **overrides) if args.config else LabelConfig(**{k: v for k, v in overrides.items() if v is not None})
+    overrides = {
+        "out": args.out,
+        "problems": args.problems,
+        "samples": args.samples,
+        "rollouts": args.rollouts,
+        "policy": args.policy,
+        "seed": args.seed,
+    }
+    cfg = (
+        LabelConfig.from_toml(args.config, **overrides)
+        if args.config
+        else LabelConfig(**{k: v for k, v in overrides.items() if v is not None})
+    )
     out = run_labeling(cfg, progress=not args.quiet)
     print(f"labeled rollouts: {out}")
     return 0
@@ -154,8 +174,21 @@ def cmd_label(args: argparse.Namespace) -> int:
 def cmd_train_prm(args: argparse.Namespace) -> int:
     from reasoner.training.prm_trainer import PRMTrainConfig, train_prm
 
-    overrides = {"data": args.data, "out_dir": args.out, "label": args.label, "eta": args.eta, "base": args.base, "seed": args.seed, "epochs": args.epochs, "threads": args.threads}
-    cfg = PRMTrainConfig.from_toml(args.config, **overrides) if args.config else PRMTrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+    overrides = {
+        "data": args.data,
+        "out_dir": args.out,
+        "label": args.label,
+        "eta": args.eta,
+        "base": args.base,
+        "seed": args.seed,
+        "epochs": args.epochs,
+        "threads": args.threads,
+    }
+    cfg = (
+        PRMTrainConfig.from_toml(args.config, **overrides)
+        if args.config
+        else PRMTrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+    )
     final = train_prm(cfg, progress=not args.quiet)
     print(f"PRM checkpoint: {final}")
     if args.install:
@@ -180,13 +213,21 @@ def cmd_eval_prm(args: argparse.Namespace) -> int:
         from reasoner.synthetic import load_split
 
         problems = load_split("test")[: args.limit or 100]
-        cases = arith_cases(load_policy(args.policy), problems, samples=args.samples, seed=args.seed, cache=args.cases)
+        cases = arith_cases(
+            load_policy(args.policy),
+            problems,
+            samples=args.samples,
+            seed=args.seed,
+            cache=args.cases,
+        )
         report["arith"] = evaluate_prm(prm, cases, args.threshold)
         report["arith_equation_checker"] = equation_checker_metrics(cases)
     else:
         subsets = args.subsets or ["gsm8k", "math", "olympiadbench", "omnimath"]
         for subset in subsets:
-            report[f"processbench/{subset}"] = evaluate_prm(prm, processbench_cases(subset, args.data_dir, args.limit), args.threshold)
+            report[f"processbench/{subset}"] = evaluate_prm(
+                prm, processbench_cases(subset, args.data_dir, args.limit), args.threshold
+            )
     text = json.dumps(report, indent=2)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -237,7 +278,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="arith, gsm8k, math500 or math")
     p.add_argument("--split")
     p.add_argument("--data-dir", help="directory of the data files (default: $REASONER_DATA)")
-    p.add_argument("--limit", type=int, help="use the first LIMIT problems (after --offset)")
+
+    def limit_arg(text: str):
+        if text.lower() in ("all", "none"):
+            return "all"
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer or 'all', got {text!r}"
+            ) from None
+
+    p.add_argument(
+        "--limit",
+        type=limit_arg,
+        help="use the first LIMIT problems (after --offset); 'all' for the whole split",
+    )
     p.add_argument("--offset", type=int)
     p.add_argument("--policy", help="'embedded' or a checkpoint directory")
     p.add_argument("--prms", type=_csv(), help="comma-separated PRM specs; 'none' for no PRM")
@@ -280,7 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_train_policy)
 
-    p = sub.add_parser("label", help="rollout-label the policy's solutions for PRM training (resumable)")
+    p = sub.add_parser(
+        "label", help="rollout-label the policy's solutions for PRM training (resumable)"
+    )
     p.add_argument("--config", help="TOML with LabelConfig fields (reasoner/configs/label.toml)")
     p.add_argument("--out")
     p.add_argument("--policy")
@@ -301,20 +359,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
-    p.add_argument("--install", action="store_true", help="copy the result into the package as the embedded PRM")
+    p.add_argument(
+        "--install",
+        action="store_true",
+        help="copy the result into the package as the embedded PRM",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train_prm)
 
-    p = sub.add_parser("eval-prm", help="ProcessBench-style step evaluation (arith exact labels or ProcessBench)")
+    p = sub.add_parser(
+        "eval-prm", help="ProcessBench-style step evaluation (arith exact labels or ProcessBench)"
+    )
     p.add_argument("--prm", default="embedded")
     p.add_argument("--suite", default="arith", choices=["arith", "processbench"])
     p.add_argument("--subsets", type=_csv(), help="ProcessBench subsets (default: all four)")
-    p.add_argument("--policy", default="embedded", help="arith: the policy whose samples are judged")
+    p.add_argument(
+        "--policy", default="embedded", help="arith: the policy whose samples are judged"
+    )
     p.add_argument("--samples", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int)
     p.add_argument("--threshold", type=float, default=0.5)
-    p.add_argument("--cases", help="arith: JSONL cache of the sampled cases (same cases for every PRM)")
+    p.add_argument(
+        "--cases", help="arith: JSONL cache of the sampled cases (same cases for every PRM)"
+    )
     p.add_argument("--data-dir")
     p.add_argument("--out", help="write the JSON report here")
     p.set_defaults(func=cmd_eval_prm)

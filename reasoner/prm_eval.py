@@ -42,7 +42,13 @@ def processbench_metrics(predictions: list[int], labels: list[int]) -> dict[str,
     acc_err = sum(p == y for p, y in err) / len(err) if err else 0.0
     acc_ok = sum(p == -1 for p, _ in ok) / len(ok) if ok else 0.0
     f1 = 2 * acc_err * acc_ok / (acc_err + acc_ok) if acc_err + acc_ok > 0 else 0.0
-    return {"error_accuracy": acc_err, "correct_accuracy": acc_ok, "f1": f1, "n_error": len(err), "n_correct": len(ok)}
+    return {
+        "error_accuracy": acc_err,
+        "correct_accuracy": acc_ok,
+        "f1": f1,
+        "n_error": len(err),
+        "n_correct": len(ok),
+    }
 
 
 def score_cases(prm: Any, cases: list[StepCase], batch: int = 64) -> list[list[float] | None]:
@@ -74,7 +80,13 @@ def evaluate_prm(prm: Any, cases: list[StepCase], threshold: float = 0.5) -> dic
     labels = [c.label for c, _ in kept]
     at = processbench_metrics([first_wrong_step(s, threshold) for s in scores], labels)
     best = max(
-        ((t / 20, processbench_metrics([first_wrong_step(s, t / 20) for s in scores], labels)["f1"]) for t in range(1, 20)),
+        (
+            (
+                t / 20,
+                processbench_metrics([first_wrong_step(s, t / 20) for s in scores], labels)["f1"],
+            )
+            for t in range(1, 20)
+        ),
         key=lambda x: x[1],
     )
     return {
@@ -96,7 +108,9 @@ def equation_checker_metrics(cases: list[StepCase]) -> dict[str, Any]:
     return {**processbench_metrics(preds, [c.label for c in cases]), "n": len(cases)}
 
 
-def arith_cases(policy: Any, problems: list, samples: int = 4, seed: int = 0, cache: str | Path | None = None) -> list[StepCase]:
+def arith_cases(
+    policy: Any, problems: list, samples: int = 4, seed: int = 0, cache: str | Path | None = None
+) -> list[StepCase]:
     """The policy's own sampled solutions on arith problems, labelled by the exact step checker.
 
     Cached to `cache` (JSONL) so every PRM is evaluated on the very same solutions.
@@ -104,9 +118,15 @@ def arith_cases(policy: Any, problems: list, samples: int = 4, seed: int = 0, ca
     from reasoner.synthetic import first_error
 
     if cache and Path(cache).exists():
-        return [StepCase(**json.loads(line)) for line in Path(cache).read_text().splitlines() if line.strip()]
+        return [
+            StepCase(**json.loads(line))
+            for line in Path(cache).read_text().splitlines()
+            if line.strip()
+        ]
     prompts = [policy.encode_prompt(p.text) for p in problems]
-    outs = policy.generate([GenRequest(ids, samples, seed * 7919 + i, "end", 1.0) for i, ids in enumerate(prompts)])
+    outs = policy.generate(
+        [GenRequest(ids, samples, seed * 7919 + i, "end", 1.0) for i, ids in enumerate(prompts)]
+    )
     cases = []
     for p, conts in zip(problems, outs):
         for j, c in enumerate(conts):
@@ -121,7 +141,12 @@ def arith_cases(policy: Any, problems: list, samples: int = 4, seed: int = 0, ca
     return cases
 
 
-def processbench_cases(subset: str, data_dir: str | None = None, limit: int | None = None) -> list[StepCase]:
+def processbench_cases(
+    subset: str, data_dir: str | None = None, limit: int | None = None
+) -> list[StepCase]:
     from reasoner.datasets import load_processbench
 
-    return [StepCase(id=i.id, problem=i.problem, steps=list(i.steps), label=i.label) for i in load_processbench(subset, data_dir=data_dir, limit=limit)]
+    return [
+        StepCase(id=i.id, problem=i.problem, steps=list(i.steps), label=i.label)
+        for i in load_processbench(subset, data_dir=data_dir, limit=limit)
+    ]

@@ -32,8 +32,8 @@ class Problem:
         self.id = str(self.id)
 
     def without_answer(self) -> Problem:
-        """A copy with the gold answer and reference removed: what a search strategy may see."""
-        return Problem(text=self.text, id=self.id, metadata=dict(self.metadata))
+        """A copy with only the text and id: what a search may see (metadata can hold solutions)."""
+        return Problem(text=self.text, id=self.id)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -3,11 +3,11 @@
 import json
 
 import pytest
-
 from conftest import toy_problems
+
+from reasoner.models.base import ScoreRequest
 from reasoner.models.hf_policy import HFPolicy
 from reasoner.models.hf_prm import HFPRM
-from reasoner.models.base import ScoreRequest
 from reasoner.step_format import StepFormat
 from reasoner.training.labeling import LabelConfig, label_chunk, run_labeling
 from reasoner.training.prm_trainer import PRMTrainConfig, roc_auc, train_prm
@@ -37,7 +37,9 @@ def test_label_chunk_records_raw_outcomes_per_step(policy):
 
 def test_labeling_resumes_without_redoing_problems(policy, tmp_path):
     problems = toy_problems(4, seed=12)
-    cfg = LabelConfig(out=str(tmp_path / "r.jsonl"), samples=1, rollouts=2, problems=2, chunk=1, suite="toy")
+    cfg = LabelConfig(
+        out=str(tmp_path / "r.jsonl"), samples=1, rollouts=2, problems=2, chunk=1, suite="toy"
+    )
     run_labeling(cfg, policy=policy, problems=problems, progress=False)
     first = read_records(cfg.out)
     assert sorted({r.problem_id for r in first}) == ["toy-0", "toy-1"]
@@ -57,8 +59,12 @@ def learnable_records(n=160):
         steps = [f"Ann has {2 + i % 5} apples.", "So x = 5." if good else "So x = 7."]
         out.append(
             LabeledSolution(
-                problem_id=f"p{i}", problem="How many?", gold="5", steps=steps,
-                outcomes=[[1.0, 0.0, 1.0, 0.0], [1.0 if good else 0.0]], correct=good,
+                problem_id=f"p{i}",
+                problem="How many?",
+                gold="5",
+                steps=steps,
+                outcomes=[[1.0, 0.0, 1.0, 0.0], [1.0 if good else 0.0]],
+                correct=good,
                 first_error=-1 if good else 1,
             )
         )
@@ -68,15 +74,29 @@ def learnable_records(n=160):
 @pytest.mark.slow
 def test_prm_training_learns_step_correctness(tiny_ckpt, tmp_path):
     cfg = PRMTrainConfig(
-        base=str(tiny_ckpt), out_dir=str(tmp_path / "prm"), label="er", eta=2.0, epochs=6,
-        batch_size=16, lr=3e-3, warmup_steps=5, eval_every=20, save_every=1000, val_fraction=0.25,
+        base=str(tiny_ckpt),
+        out_dir=str(tmp_path / "prm"),
+        label="er",
+        eta=2.0,
+        epochs=6,
+        batch_size=16,
+        lr=3e-3,
+        warmup_steps=5,
+        eval_every=20,
+        save_every=1000,
+        val_fraction=0.25,
     )
     final = train_prm(cfg, records=learnable_records(), progress=False)
     log = [json.loads(x) for x in (tmp_path / "prm" / "log.jsonl").read_text().splitlines()]
     assert log[-1]["val_loss"] < log[0]["val_loss"]
     assert log[-1]["val_auc_vs_exact"] > 0.95
     prm = HFPRM(final)
-    [good, bad], _ = prm.score([ScoreRequest("How many?", ["Ann has 3 apples.", "So x = 5."]), ScoreRequest("How many?", ["Ann has 3 apples.", "So x = 7."])])
+    [good, bad], _ = prm.score(
+        [
+            ScoreRequest("How many?", ["Ann has 3 apples.", "So x = 5."]),
+            ScoreRequest("How many?", ["Ann has 3 apples.", "So x = 7."]),
+        ]
+    )
     assert good[1] > 0.8 > 0.2 > bad[1]
     # the first step's target is the ER value of [1,0,1,0] at eta=2, ~0.78: learned, not forced to 0/1
     assert 0.5 < good[0] < 0.95

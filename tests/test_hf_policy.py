@@ -80,3 +80,25 @@ def test_prompt_longer_than_context_is_a_clear_error(policy):
 def test_missing_model_path_is_a_clear_error(tmp_path):
     with pytest.raises(ReasonerError, match="does not exist"):
         HFPolicy(tmp_path / "nope")
+
+
+def test_children_reuse_the_parent_kv_exactly(trained_ckpt):
+    """A child expanded from a cached parent chain encodes one token, and its probabilities are exact."""
+    policy = HFPolicy(trained_ckpt)
+    cold = HFPolicy(trained_ckpt, prefix_cache_mb=0)
+    ids = policy.encode_prompt(
+        "Ann has 3 bags with 5 apples each. She eats 4 apples. How many apples are left?"
+    )
+    [[first]] = policy.generate([GenRequest(ids, 1, seed=0, temperature=0.0)])
+    child = ids + first.steps[0].token_ids
+    other = policy.encode_prompt("Bob has 2 bags.")
+    warm_out = policy.generate([GenRequest(other, 2, seed=5), GenRequest(child, 3, seed=1)])
+    cold_out = cold.generate([GenRequest(other, 2, seed=5), GenRequest(child, 3, seed=1)])
+    assert warm_out[1][0].prompt_tokens == 1 and cold_out[1][0].prompt_tokens == len(child)
+    assert policy.prefix_cache.hits >= 1
+    for w, c in zip(warm_out[1], cold_out[1]):
+        assert [s.token_ids for s in w.steps] == [s.token_ids for s in c.steps]
+        ids_w = [t for s in w.steps for t in s.token_ids]
+        assert sum(s.logprob for s in w.steps) == pytest.approx(
+            teacher_forced_logprob(policy, child, ids_w), abs=1e-3
+        )

@@ -1,11 +1,18 @@
 """ProcessBench-style metrics and the harness on the real ProcessBench files."""
 
 import pytest
+from conftest import DATA_DIR
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import DATA_DIR
-from reasoner.prm_eval import StepCase, equation_checker_metrics, evaluate_prm, first_wrong_step, processbench_cases, processbench_metrics
+from reasoner.prm_eval import (
+    StepCase,
+    equation_checker_metrics,
+    evaluate_prm,
+    first_wrong_step,
+    processbench_cases,
+    processbench_metrics,
+)
 
 
 def test_first_wrong_step():
@@ -33,19 +40,27 @@ def test_equation_checker_catches_slips_not_logic():
     cases = [
         StepCase("a", "q", ["3 * 4 = 12 apples.", "12 + 5 = 18. The answer is 18."], 1),
         StepCase("b", "q", ["3 * 4 = 12 apples.", "12 + 5 = 17. The answer is 17."], -1),
-        StepCase("c", "q", ["3 * 9 = 27 apples (a distractor).", "27 + 5 = 32. The answer is 32."], 0),
+        StepCase(
+            "c", "q", ["3 * 9 = 27 apples (a distractor).", "27 + 5 = 32. The answer is 32."], 0
+        ),
     ]
     m = equation_checker_metrics(cases)
     assert m["correct_accuracy"] == 1.0 and m["error_accuracy"] == 0.5
 
 
-@pytest.mark.skipif(not (DATA_DIR / "processbench").exists(), reason="ProcessBench data not present")
+@pytest.mark.skipif(
+    not (DATA_DIR / "processbench").exists(), reason="ProcessBench data not present"
+)
 def test_processbench_harness_on_real_files(tiny_ckpt):
     from reasoner.models.hf_prm import HFPRM
 
     cases = processbench_cases("gsm8k", str(DATA_DIR), limit=6)
     assert len(cases) == 6 and all(c.steps for c in cases)
     assert all(-1 <= c.label < len(c.steps) for c in cases)
-    report = evaluate_prm(HFPRM(tiny_ckpt, step_format={"step_tag": "<|step|>", "max_step_tokens": 256}), cases)
+    report = evaluate_prm(
+        HFPRM(tiny_ckpt, step_format={"step_tag": "<|step|>", "max_step_tokens": 256}), cases
+    )
     assert report["n"] + report["skipped"] == 6 and 0.0 <= report["f1"] <= 1.0
-    assert report["skipped"] >= 1  # real solutions longer than the tiny model's context are named, not fatal
+    assert (
+        report["skipped"] >= 1
+    )  # real solutions longer than the tiny model's context are named, not fatal

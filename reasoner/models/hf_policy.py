@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from reasoner.models.base import Continuation, GenRequest, StepPiece
+from reasoner.models.kv_reuse import PrefixKVCache, assemble, extract
 from reasoner.models.resolve import (
     load_causal_lm,
     load_step_format,
@@ -38,6 +39,7 @@ class HFPolicy:
         trust_remote_code: bool = False,
         gguf_file: str | None = None,
         threads: int | None = None,
+        prefix_cache_mb: int = 512,
     ):
         if threads:
             torch.set_num_threads(threads)
@@ -49,6 +51,7 @@ class HFPolicy:
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 4096))
         self.top_p = top_p
         self.max_batch_rows = max_batch_rows
+        self.prefix_cache = PrefixKVCache(prefix_cache_mb * 2**20) if prefix_cache_mb > 0 else None
         eos = self.model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         if self.tokenizer.eos_token_id is not None:
@@ -107,19 +110,24 @@ class HFPolicy:
     def _generate_chunk(self, requests: list[GenRequest], idx: list[int], results: list) -> None:
         fmt = self.step_format
         reqs = [requests[i] for i in idx]
-        lengths = [len(r.prefix_ids) for r in reqs]
-        width = max(lengths)
+        width = max(len(r.prefix_ids) for r in reqs)
         if width >= self.max_context:
             raise ReasonerError(
                 f"a prefix of {width} tokens exceeds the policy context {self.max_context}"
             )
-        input_ids = torch.full((len(reqs), width), self.pad_id, dtype=torch.long)
-        attn = torch.zeros((len(reqs), width), dtype=torch.long)
-        for b, r in enumerate(reqs):
-            input_ids[b, width - len(r.prefix_ids) :] = torch.tensor(r.prefix_ids, dtype=torch.long)
-            attn[b, width - len(r.prefix_ids) :] = 1
-        pos = (attn.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=True)
+        # reuse the KV states of a parent chain when the tree extends it (all but the last token)
+        cached = [
+            self.prefix_cache.get(tuple(r.prefix_ids)) if self.prefix_cache else None for r in reqs
+        ]
+        suffixes = [r.prefix_ids[-1:] if kv else r.prefix_ids for r, kv in zip(reqs, cached)]
+        input_ids, attn, pos, past = assemble(cached, suffixes, self.pad_id)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attn,
+            position_ids=pos,
+            past_key_values=past,
+            use_cache=True,
+        )
         cache = out.past_key_values
         rep = torch.tensor([b for b, r in enumerate(reqs) for _ in range(r.k)], dtype=torch.long)
         cache.batch_select_indices(rep)
@@ -143,9 +151,11 @@ class HFPolicy:
                         "mode": r.mode,
                         "max_steps": max_steps,
                         "cap": max(1, cap),
-                        "cont": Continuation(prompt_tokens=len(r.prefix_ids) if j == 0 else 0),
+                        "cont": Continuation(prompt_tokens=len(suffixes[b]) if j == 0 else 0),
+                        "prefix": r.prefix_ids,
                         "step_ids": [],
                         "step_lp": 0.0,
+                        "ended_step": False,
                     }
                 )
         active = list(range(len(rows)))
@@ -159,6 +169,14 @@ class HFPolicy:
                 if self._advance(row, tok, lp):
                     still.append(a)
                     keep.append(pos_in_batch)
+                elif self.prefix_cache is not None and row["mode"] == "step" and row["ended_step"]:
+                    # the new child will be expanded from here: keep its KV (all but the last token)
+                    seq = row["prefix"] + [
+                        t for piece in row["cont"].steps for t in piece.token_ids
+                    ]
+                    self.prefix_cache.put(
+                        tuple(seq), extract(cache, pos_in_batch, attn[pos_in_batch])
+                    )
             if not still:
                 break
             if len(keep) < len(active):
@@ -219,6 +237,7 @@ class HFPolicy:
             text = self.tokenizer.decode(row["step_ids"], skip_special_tokens=True)
             ended = self.step_format.delimiter in text
         if ended and self._close_step(row, truncated=False):
+            row["ended_step"] = True
             return len(cont.steps) < row["max_steps"] and cont.new_tokens < row["cap"]
         if (
             len(row["step_ids"]) >= self.step_format.max_step_tokens

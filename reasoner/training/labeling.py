@@ -11,10 +11,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from reasoner.models.base import Continuation, GenRequest
 from reasoner.training.records import LabeledSolution, append_records, read_records
@@ -60,7 +61,9 @@ def _continuation_ids(cont: Continuation) -> list[list[int]]:
     return [piece.token_ids for piece in cont.steps]
 
 
-def label_chunk(policy: Any, problems: list[Problem], cfg: LabelConfig, exact_checker: Any = None) -> tuple[list[LabeledSolution], dict[str, float]]:
+def label_chunk(
+    policy: Any, problems: list[Problem], cfg: LabelConfig, exact_checker: Any = None
+) -> tuple[list[LabeledSolution], dict[str, float]]:
     """Sample K solutions per problem, roll out N completions per step prefix, grade everything."""
     from reasoner.grading import extract_answer, grade
 
@@ -68,7 +71,10 @@ def label_chunk(policy: Any, problems: list[Problem], cfg: LabelConfig, exact_ch
     t0 = time.perf_counter()
     prompts = [policy.encode_prompt(p.text) for p in problems]
     sampled = policy.generate(
-        [GenRequest(ids, cfg.samples, _seed(cfg.seed, p.id, "sample"), "end", cfg.temperature) for p, ids in zip(problems, prompts)]
+        [
+            GenRequest(ids, cfg.samples, _seed(cfg.seed, p.id, "sample"), "end", cfg.temperature)
+            for p, ids in zip(problems, prompts)
+        ]
     )
     new_tokens = sum(c.new_tokens for conts in sampled for c in conts)
     # every proper prefix (after step l, l < H) of every sampled solution gets N rollouts
@@ -80,7 +86,16 @@ def label_chunk(policy: Any, problems: list[Problem], cfg: LabelConfig, exact_ch
             for li, piece in enumerate(cont.steps[:-1]):
                 prefix = prefix + piece.token_ids
                 remaining = max(1, fmt.max_steps - li - 1)
-                requests.append(GenRequest(prefix, cfg.rollouts, _seed(cfg.seed, prob.id, si, li), "end", cfg.temperature, remaining))
+                requests.append(
+                    GenRequest(
+                        prefix,
+                        cfg.rollouts,
+                        _seed(cfg.seed, prob.id, si, li),
+                        "end",
+                        cfg.temperature,
+                        remaining,
+                    )
+                )
                 owners.append((pi, si, li))
     rolled = policy.generate(requests) if requests else []
     new_tokens += sum(c.new_tokens for conts in rolled for c in conts)
@@ -99,7 +114,11 @@ def label_chunk(policy: Any, problems: list[Problem], cfg: LabelConfig, exact_ch
         prob = problems[pi]
         head = [p.text for p in sampled[pi][si].steps[: li + 1]]
         outcome_map[(pi, si, li)] = [
-            is_correct(extract_answer(fmt.join_steps(head + [s.text for s in c.steps])), prob.answer) if c.finished else 0.0
+            is_correct(
+                extract_answer(fmt.join_steps(head + [s.text for s in c.steps])), prob.answer
+            )
+            if c.finished
+            else 0.0
             for c in conts
         ]
     records = []
@@ -110,7 +129,9 @@ def label_chunk(policy: Any, problems: list[Problem], cfg: LabelConfig, exact_ch
                 continue
             text = fmt.join_steps(steps)
             correct = bool(cont.finished and is_correct(extract_answer(text), prob.answer))
-            outcomes = [outcome_map[(pi, si, li)] for li in range(len(steps) - 1)] + [[float(correct)]]
+            outcomes = [outcome_map[(pi, si, li)] for li in range(len(steps) - 1)] + [
+                [float(correct)]
+            ]
             first_err = exact_checker(prob, text) if exact_checker is not None else None
             records.append(
                 LabeledSolution(
@@ -125,11 +146,18 @@ def label_chunk(policy: Any, problems: list[Problem], cfg: LabelConfig, exact_ch
                 )
             )
     seconds = time.perf_counter() - t0
-    return records, {"new_tokens": new_tokens, "seconds": seconds, "rollout_requests": len(requests)}
+    return records, {
+        "new_tokens": new_tokens,
+        "seconds": seconds,
+        "rollout_requests": len(requests),
+    }
 
 
 def run_labeling(
-    cfg: LabelConfig, policy: Any = None, problems: list[Problem] | None = None, progress: bool = True
+    cfg: LabelConfig,
+    policy: Any = None,
+    problems: list[Problem] | None = None,
+    progress: bool = True,
 ) -> Path:
     """Label cfg.problems problems (resuming: problems already in cfg.out are skipped)."""
     from tqdm import tqdm
@@ -150,11 +178,19 @@ def run_labeling(
         from reasoner.synthetic import first_error as checker
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    (out.parent / (out.stem + ".config.json")).write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    (out.parent / (out.stem + ".config.json")).write_text(
+        json.dumps(dataclasses.asdict(cfg), indent=2)
+    )
     done = {r.problem_id for r in read_records(out)} if out.exists() else set()
     todo = [p for p in problems if p.id not in done]
     stats_path = out.parent / (out.stem + ".throughput.jsonl")
-    bar = tqdm(total=len(problems), initial=len(problems) - len(todo), disable=not progress, desc="label", unit="problem")
+    bar = tqdm(
+        total=len(problems),
+        initial=len(problems) - len(todo),
+        disable=not progress,
+        desc="label",
+        unit="problem",
+    )
     for start in range(0, len(todo), cfg.chunk):
         chunk = todo[start : start + cfg.chunk]
         records, stats = label_chunk(policy, chunk, cfg, checker)

@@ -14,10 +14,11 @@ import json
 import math
 import random
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from reasoner.step_format import StepFormat
 from reasoner.training.records import LabeledSolution, read_records
@@ -68,10 +69,14 @@ def split_by_problem(records: list[LabeledSolution], val_fraction: float, seed: 
     random.Random(seed).shuffle(ids)
     n_val = int(round(len(ids) * val_fraction))
     val_ids = set(ids[:n_val])
-    return [r for r in records if r.problem_id not in val_ids], [r for r in records if r.problem_id in val_ids]
+    return [r for r in records if r.problem_id not in val_ids], [
+        r for r in records if r.problem_id in val_ids
+    ]
 
 
-def build_examples(records: list[LabeledSolution], builder: Any, label: str, eta: float | None) -> list[dict]:
+def build_examples(
+    records: list[LabeledSolution], builder: Any, label: str, eta: float | None
+) -> list[dict]:
     """Token ids, tag positions, targets, and the exact step correctness when known."""
     examples = []
     for r in records:
@@ -79,7 +84,10 @@ def build_examples(records: list[LabeledSolution], builder: Any, label: str, eta
         values = r.values(label, eta)
         truth = None
         if r.first_error is not None:
-            truth = [1.0 if (r.first_error == -1 or i < r.first_error) else 0.0 for i in range(len(r.steps))]
+            truth = [
+                1.0 if (r.first_error == -1 or i < r.first_error) else 0.0
+                for i in range(len(r.steps))
+            ]
         examples.append({"ids": ids, "tags": tags, "targets": values[: len(tags)], "truth": truth})
     return examples
 
@@ -118,7 +126,13 @@ def _batch_tensors(batch: list[dict], pad_id: int):
             rows.append(b)
             cols.append(t)
             targets.append(v)
-    return ids, attn, torch.tensor(rows), torch.tensor(cols), torch.tensor(targets, dtype=torch.float32)
+    return (
+        ids,
+        attn,
+        torch.tensor(rows),
+        torch.tensor(cols),
+        torch.tensor(targets, dtype=torch.float32),
+    )
 
 
 def tag_margins(model: Any, batch: list[dict], pad_id: int, pos_id: int, neg_id: int):
@@ -129,7 +143,9 @@ def tag_margins(model: Any, batch: list[dict], pad_id: int, pos_id: int, neg_id:
     return picked[:, 0] - picked[:, 1], targets
 
 
-def evaluate(model: Any, examples: list[dict], pad_id: int, pos_id: int, neg_id: int, batch_size: int = 32) -> dict[str, Any]:
+def evaluate(
+    model: Any, examples: list[dict], pad_id: int, pos_id: int, neg_id: int, batch_size: int = 32
+) -> dict[str, Any]:
     """Validation loss, step accuracy vs the labels, AUC vs labels and vs exact step correctness."""
     import torch
 
@@ -139,11 +155,21 @@ def evaluate(model: Any, examples: list[dict], pad_id: int, pos_id: int, neg_id:
         for i in range(0, len(examples), batch_size):
             batch = examples[i : i + batch_size]
             margin, target = tag_margins(model, batch, pad_id, pos_id, neg_id)
-            losses.append(float(torch.nn.functional.binary_cross_entropy_with_logits(margin, target, reduction="sum")))
+            losses.append(
+                float(
+                    torch.nn.functional.binary_cross_entropy_with_logits(
+                        margin, target, reduction="sum"
+                    )
+                )
+            )
             scores += torch.sigmoid(margin).tolist()
             targets += target.tolist()
             for e in batch:
-                truths += e["truth"][: len(e["tags"])] if e["truth"] is not None else [None] * len(e["tags"])
+                truths += (
+                    e["truth"][: len(e["tags"])]
+                    if e["truth"] is not None
+                    else [None] * len(e["tags"])
+                )
     model.train()
     n = max(1, len(scores))
     known = [(s, t) for s, t in zip(scores, truths) if t is not None]
@@ -156,17 +182,26 @@ def evaluate(model: Any, examples: list[dict], pad_id: int, pos_id: int, neg_id:
     }
 
 
-def train_prm(cfg: PRMTrainConfig, records: list[LabeledSolution] | None = None, progress: bool = True) -> Path:
+def train_prm(
+    cfg: PRMTrainConfig, records: list[LabeledSolution] | None = None, progress: bool = True
+) -> Path:
     """Train (or resume) a PRM; returns the directory of the final HF checkpoint."""
     import torch
     from tqdm import tqdm
 
     from reasoner.labels import resolve_label_kind
     from reasoner.models.hf_prm import PRMInputBuilder
-    from reasoner.models.resolve import load_causal_lm, load_step_format, load_tokenizer, resolve_model_path
+    from reasoner.models.resolve import (
+        load_causal_lm,
+        load_step_format,
+        load_tokenizer,
+        resolve_model_path,
+    )
 
     try:
-        label, eta = resolve_label_kind(cfg.label, cfg.eta if cfg.label.strip().lower() == "er" else None)
+        label, eta = resolve_label_kind(
+            cfg.label, cfg.eta if cfg.label.strip().lower() == "er" else None
+        )
     except ValueError as err:
         raise ReasonerError(f"train-prm: {err}") from err
     torch.set_num_threads(cfg.threads)
@@ -191,7 +226,10 @@ def train_prm(cfg: PRMTrainConfig, records: list[LabeledSolution] | None = None,
             from peft import LoraConfig, get_peft_model
         except ImportError as err:
             raise ReasonerError("lora_rank > 0 needs peft: pip install 'reasoner[peft]'") from err
-        model = get_peft_model(model, LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, target_modules="all-linear"))
+        model = get_peft_model(
+            model,
+            LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank, target_modules="all-linear"),
+        )
     builder = PRMInputBuilder(tokenizer, fmt, cfg.max_length)
     train_recs, val_recs = split_by_problem(records, cfg.val_fraction, cfg.seed)
     train_ex = build_examples(train_recs, builder, label, eta)
@@ -216,7 +254,10 @@ def train_prm(cfg: PRMTrainConfig, records: list[LabeledSolution] | None = None,
         if step < cfg.warmup_steps:
             return cfg.lr * (step + 1) / cfg.warmup_steps
         progress_ = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
-        return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress_))))
+        return cfg.lr * (
+            cfg.min_lr_ratio
+            + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress_)))
+        )
 
     def batch_for(step: int) -> list[dict]:
         epoch, within = divmod(step * cfg.batch_size, len(train_ex))
@@ -226,7 +267,9 @@ def train_prm(cfg: PRMTrainConfig, records: list[LabeledSolution] | None = None,
         return [train_ex[i] for i in idx]
 
     model.train()
-    bar = tqdm(total=total_steps, initial=start, disable=not progress, desc=f"train-prm ({cfg.label})")
+    bar = tqdm(
+        total=total_steps, initial=start, disable=not progress, desc=f"train-prm ({cfg.label})"
+    )
     t0, running = time.time(), []
     for step in range(start, total_steps):
         for group in optim.param_groups:
@@ -241,15 +284,24 @@ def train_prm(cfg: PRMTrainConfig, records: list[LabeledSolution] | None = None,
         bar.update(1)
         last = step + 1 == total_steps
         if (step + 1) % cfg.eval_every == 0 or last:
-            metrics = evaluate(model, val_ex, pad_id, builder.pos_id, builder.neg_id) if val_ex else {}
-            record = {"step": step + 1, "train_loss": sum(running) / len(running), "seconds": time.time() - t0, **{f"val_{k}": v for k, v in metrics.items()}}
+            metrics = (
+                evaluate(model, val_ex, pad_id, builder.pos_id, builder.neg_id) if val_ex else {}
+            )
+            record = {
+                "step": step + 1,
+                "train_loss": sum(running) / len(running),
+                "seconds": time.time() - t0,
+                **{f"val_{k}": v for k, v in metrics.items()},
+            }
             running = []
             with open(log_path, "a") as fh:
                 fh.write(json.dumps(record) + "\n")
             bar.set_postfix(val_loss=f"{metrics.get('val_loss', float('nan')):.4f}")
         if (step + 1) % cfg.save_every == 0 or last:
             tmp = out / "checkpoint.pt.tmp"
-            torch.save({"model": model.state_dict(), "optim": optim.state_dict(), "step": step + 1}, tmp)
+            torch.save(
+                {"model": model.state_dict(), "optim": optim.state_dict(), "step": step + 1}, tmp
+            )
             tmp.replace(ckpt)
     bar.close()
     final = out / "final"
@@ -261,6 +313,12 @@ def train_prm(cfg: PRMTrainConfig, records: list[LabeledSolution] | None = None,
     model.save_pretrained(final, safe_serialization=True)
     tokenizer.save_pretrained(final)
     (final / "step_format.json").write_text(json.dumps(fmt.to_dict(), indent=2))
-    summary = {"label": label, "eta": eta, "train_records": len(train_ex), "val_records": len(val_ex), "steps": total_steps}
+    summary = {
+        "label": label,
+        "eta": eta,
+        "train_records": len(train_ex),
+        "val_records": len(val_ex),
+        "steps": total_steps,
+    }
     (final / "prm_training.json").write_text(json.dumps(summary, indent=2))
     return final

@@ -1,0 +1,103 @@
+"""Prefix KV reuse for HF backends: keep the KV states of token sequences the tree will extend.
+
+A child step is generated (or scored) from its parent's chain; instead of re-encoding that chain,
+the backend looks its KV states up here and only encodes the new suffix. Entries are keyed by the
+exact token tuple, bounded by bytes and evicted least-recently-used.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+
+KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values of shape (heads, T, dim)
+
+
+class PrefixKVCache:
+    """LRU map from a token tuple to the KV states of its first `length` tokens."""
+
+    def __init__(self, max_bytes: int = 512 * 2**20):
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[int, ...], KV] = OrderedDict()
+        self._bytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def _size(kv: KV) -> int:
+        return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv)
+
+    def get(self, key: tuple[int, ...]) -> KV | None:
+        kv = self._entries.get(key)
+        if kv is None:
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return kv
+
+    def put(self, key: tuple[int, ...], kv: KV) -> None:
+        if self.max_bytes <= 0 or key in self._entries:
+            return
+        size = self._size(kv)
+        if size > self.max_bytes:
+            return
+        self._entries[key] = kv
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, old = self._entries.popitem(last=False)
+            self._bytes -= self._size(old)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def assemble(
+    cached: list[KV | None], suffixes: list[list[int]], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, object | None]:
+    """A batch of [pad][cached prefix][pad][suffix] rows: input ids, mask, positions, cache.
+
+    Cached prefixes are left-padded to a common width and the suffixes to another; padding is
+    masked, and positions count only real tokens, so every row sees exactly its own sequence.
+    """
+    from transformers import DynamicCache
+
+    batch = len(suffixes)
+    cached_len = [kv[0][0].shape[1] if kv else 0 for kv in cached]
+    width_c = max(cached_len)
+    width_s = max(len(s) for s in suffixes)
+    input_ids = torch.full((batch, width_s), pad_id, dtype=torch.long)
+    mask = torch.zeros((batch, width_c + width_s), dtype=torch.long)
+    for b, (c, s) in enumerate(zip(cached_len, suffixes)):
+        input_ids[b, width_s - len(s) :] = torch.tensor(s, dtype=torch.long)
+        mask[b, width_c - c : width_c] = 1
+        mask[b, width_c + width_s - len(s) :] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, width_c:]
+    cache = None
+    if width_c:
+        template = next(kv for kv in cached if kv)
+        cache = DynamicCache()
+        for layer, (k0, v0) in enumerate(template):
+            keys = k0.new_zeros((batch, k0.shape[0], width_c, k0.shape[2]))
+            values = v0.new_zeros((batch, v0.shape[0], width_c, v0.shape[2]))
+            for b, kv in enumerate(cached):
+                if kv:
+                    c = cached_len[b]
+                    keys[b, :, width_c - c :] = kv[layer][0]
+                    values[b, :, width_c - c :] = kv[layer][1]
+            cache.update(keys, values, layer)
+    return input_ids, mask, positions, cache
+
+
+def extract(cache: object, row: int, mask_row: torch.Tensor) -> KV:
+    """The KV states of one batch row's real (unmasked) tokens, detached copies."""
+    idx = mask_row.nonzero(as_tuple=True)[0]
+    return [
+        (layer.keys[row][:, idx].clone(), layer.values[row][:, idx].clone())
+        for layer in cache.layers  # type: ignore[attr-defined]
+    ]
