@@ -436,7 +436,7 @@ def write_reports(
         "PRMs: "
         + ", ".join(
             f"`{p}`"
-            + (f" (sha256 {prms[p]['sha256'][:12]})" if prms.get(p, {}).get("sha256") else "")
+            + (f" (sha256 {prms[p]['sha256'][:12]})" if (prms.get(p) or {}).get("sha256") else "")
             for p in cfg.prms
         )
         + "  ",

@@ -35,8 +35,6 @@ from reasoner.types import Problem, ReasonerError, Solution, Stats
 
 # strategies whose budget-n result is a function of the first n rollouts from the root
 SUBSAMPLABLE = ("best_of_n", "majority", "weighted_best_of_n")
-# strategies that ignore the budget, for strategy classes that do not say so (uses_budget)
-BUDGET_FREE = ("greedy",)
 RESULTS = "results.jsonl"
 SAMPLES = "samples.jsonl"
 
@@ -60,10 +58,8 @@ class Cell:
 
 
 def uses_budget(cls: type) -> bool:
-    declared = getattr(cls, "uses_budget", None)
-    if declared is not None:
-        return bool(declared)
-    return cls.name not in BUDGET_FREE
+    """Whether a strategy's result depends on the budget (third-party classes may not say)."""
+    return bool(getattr(cls, "uses_budget", True))
 
 
 def grid(cfg: BenchConfig) -> list[Cell]:

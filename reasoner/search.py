@@ -87,6 +87,7 @@ class Strategy(ABC):
     name: ClassVar[str] = ""
     uses_prm: ClassVar[bool] = True  # False: never asks for PRM scores (no PRM is loaded)
     needs_prm: ClassVar[bool] = True  # False: runs without a PRM too (e.g. best_of_n -> majority)
+    uses_budget: ClassVar[bool] = True  # False: ignores the budget (benchmarks run it once)
     options: ClassVar[dict[str, Any]] = {}  # option name -> default
 
     def __init__(self, **options: Any):

@@ -10,6 +10,7 @@ from reasoner.search import Pick, Rollout, Search, SearchContext, Strategy
 class Greedy(Strategy):
     name = "greedy"
     uses_prm = False
+    uses_budget = False
     needs_prm = False
 
     def search(self, ctx: SearchContext) -> Search:

@@ -55,3 +55,18 @@ def test_batching_and_prefixes_do_not_change_scores(prm):
 def test_multi_token_tag_is_rejected(prm):
     with pytest.raises(ReasonerError, match="not a single token"):
         PRMInputBuilder(prm.tokenizer, StepFormat(step_tag="no such tag here"))
+
+
+def test_child_chains_reuse_the_scored_parent(tiny_ckpt):
+    warm, cold = HFPRM(tiny_ckpt), HFPRM(tiny_ckpt, prefix_cache_mb=0)
+    problem = "Ann has 2 bags with 3 apples each."
+    parent = ["2 * 3 = 6.", "6 - 1 = 5."]
+    children = [parent + ["The answer is 5."], parent + ["So 5 + 0 = 5. The answer is 5."]]
+    _, parent_tokens = warm.score([ScoreRequest(problem, parent)])
+    warm_scores, warm_tokens = warm.score([ScoreRequest(problem, c) for c in children])
+    cold_scores, cold_tokens = cold.score([ScoreRequest(problem, c) for c in children])
+    for w, c in zip(warm_scores, cold_scores):
+        assert w == pytest.approx(c, abs=1e-4)
+    full = [len(warm.builder.build(problem, c)[0]) for c in children]
+    assert cold_tokens == sum(full)
+    assert warm_tokens == sum(n - parent_tokens for n in full)  # only the new steps were encoded

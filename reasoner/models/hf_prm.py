@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from reasoner.models.base import ScoreRequest
+from reasoner.models.kv_reuse import PrefixKVCache, assemble, extract
 from reasoner.models.resolve import (
     load_causal_lm,
     load_step_format,
@@ -98,6 +99,7 @@ class HFPRM:
         max_batch_tokens: int = 16384,
         trust_remote_code: bool = False,
         threads: int | None = None,
+        prefix_cache_mb: int = 256,
     ):
         if threads:
             torch.set_num_threads(threads)
@@ -109,43 +111,71 @@ class HFPRM:
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 4096))
         self.builder = PRMInputBuilder(self.tokenizer, self.step_format, self.max_context)
         self.max_batch_tokens = max_batch_tokens
+        self.prefix_cache = PrefixKVCache(prefix_cache_mb * 2**20) if prefix_cache_mb > 0 else None
 
     @torch.no_grad()
     def score(self, requests: list[ScoreRequest]) -> tuple[list[list[float]], int]:
-        """Step scores for every chain (one forward pass per chain, chains batched by length)."""
+        """Step scores for every chain (one forward pass per chain, chains batched by length).
+
+        A chain extending an already scored chain (a child of a scored node) reuses that chain's
+        KV states and step scores and only encodes its new step: tokens computed are returned.
+        """
         built = [self.builder.build(r.problem, r.steps) for r in requests]
-        order = sorted(range(len(built)), key=lambda i: len(built[i][0]))
+        plans = [self._plan(ids, tags) for ids, tags in built]
+        order = sorted(range(len(built)), key=lambda i: len(built[i][0]) - plans[i][0])
         scores: list[list[float]] = [[] for _ in built]
         tokens = 0
         start = 0
         while start < len(order):
             end = start + 1
-            while (
-                end < len(order)
-                and len(built[order[end]][0]) * (end - start + 1) <= self.max_batch_tokens
-            ):
+            while end < len(order):
+                longest = len(built[order[end]][0]) - plans[order[end]][0]
+                if longest * (end - start + 1) > self.max_batch_tokens:
+                    break
                 end += 1
             batch = order[start:end]
-            for i, values in zip(batch, self._score_batch([built[i] for i in batch])):
+            for i, values in zip(
+                batch, self._score_batch([built[i] for i in batch], [plans[i] for i in batch])
+            ):
                 scores[i] = values
-            tokens += sum(len(built[i][0]) for i in batch)
+            tokens += sum(len(built[i][0]) - plans[i][0] for i in batch)
             start = end
         return scores, tokens
 
-    def _score_batch(self, batch: list[tuple[list[int], list[int]]]) -> list[list[float]]:
-        width = max(len(ids) for ids, _ in batch)
+    def _plan(self, ids: list[int], tags: list[int]) -> tuple[int, object, list[float]]:
+        """(cached length, cached KV, cached step scores) for the longest scored parent chain."""
+        if self.prefix_cache is not None and len(tags) >= 2:
+            cut = tags[-2] + 1
+            entry = self.prefix_cache.get_entry(tuple(ids[:cut]))
+            if entry is not None:
+                return cut, entry[0], list(entry[1])  # type: ignore[arg-type]
+        return 0, None, []
+
+    def _score_batch(
+        self, batch: list[tuple[list[int], list[int]]], plans: list
+    ) -> list[list[float]]:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        attn = torch.zeros((len(batch), width), dtype=torch.long)
-        for b, (ids, _) in enumerate(batch):  # right padding: tag positions stay as built
-            input_ids[b, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            attn[b, : len(ids)] = 1
-        logits = self.model(input_ids=input_ids, attention_mask=attn).logits
-        out = []
-        for b, (_, tags) in enumerate(batch):
-            if not tags:
-                out.append([])
-                continue
-            z = logits[b, tags][:, [self.builder.pos_id, self.builder.neg_id]].float()
-            out.append(torch.sigmoid(z[:, 0] - z[:, 1]).tolist())
-        return out
+        suffixes = [ids[cut:] for (ids, _), (cut, _, _) in zip(batch, plans)]
+        input_ids, mask, positions, past = assemble([p[1] for p in plans], suffixes, pad)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=past,
+            use_cache=self.prefix_cache is not None,
+        )
+        logits = out.logits
+        width = input_ids.shape[1]
+        results = []
+        for b, ((ids, tags), (cut, _, known)) in enumerate(zip(batch, plans)):
+            offset = width - len(suffixes[b]) - cut  # block column of sequence position cut
+            new_tags = [t for t in tags if t >= cut]
+            values = list(known)
+            if new_tags:
+                cols = [t + offset for t in new_tags]
+                z = logits[b, cols][:, [self.builder.pos_id, self.builder.neg_id]].float()
+                values += torch.sigmoid(z[:, 0] - z[:, 1]).tolist()
+            if self.prefix_cache is not None and tags:
+                self.prefix_cache.put(tuple(ids), extract(out.past_key_values, b, mask[b]), values)
+            results.append(values)
+        return results

@@ -15,11 +15,11 @@ KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values of shape
 
 
 class PrefixKVCache:
-    """LRU map from a token tuple to the KV states of its first `length` tokens."""
+    """LRU map from a token tuple to KV states (and an optional payload, e.g. PRM step scores)."""
 
     def __init__(self, max_bytes: int = 512 * 2**20):
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[tuple[int, ...], KV] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, ...], tuple[KV, object]] = OrderedDict()
         self._bytes = 0
         self.hits = 0
         self.misses = 0
@@ -29,24 +29,28 @@ class PrefixKVCache:
         return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv)
 
     def get(self, key: tuple[int, ...]) -> KV | None:
-        kv = self._entries.get(key)
-        if kv is None:
+        entry = self.get_entry(key)
+        return entry[0] if entry else None
+
+    def get_entry(self, key: tuple[int, ...]) -> tuple[KV, object] | None:
+        entry = self._entries.get(key)
+        if entry is None:
             self.misses += 1
             return None
         self._entries.move_to_end(key)
         self.hits += 1
-        return kv
+        return entry
 
-    def put(self, key: tuple[int, ...], kv: KV) -> None:
+    def put(self, key: tuple[int, ...], kv: KV, payload: object = None) -> None:
         if self.max_bytes <= 0 or key in self._entries:
             return
         size = self._size(kv)
         if size > self.max_bytes:
             return
-        self._entries[key] = kv
+        self._entries[key] = (kv, payload)
         self._bytes += size
         while self._bytes > self.max_bytes:
-            _, old = self._entries.popitem(last=False)
+            _, (old, _) = self._entries.popitem(last=False)
             self._bytes -= self._size(old)
 
     def clear(self) -> None:

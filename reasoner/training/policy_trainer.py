@@ -49,6 +49,9 @@ class PolicyTrainConfig:
     save_every: int = 100
     log_every: int = 10
     threads: int = 2
+    init_from: str | None = (
+        None  # a previous run's out_dir: continue from its weights and tokenizer
+    )
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> PolicyTrainConfig:
@@ -156,6 +159,15 @@ def train_policy(
             problems = problems[: cfg.train_problems]
 
     tok_dir = out / "tokenizer"
+    if cfg.init_from and not (tok_dir / "tokenizer.json").exists():
+        import shutil
+
+        src = Path(cfg.init_from) / "tokenizer"
+        if not (src / "tokenizer.json").exists():
+            raise ReasonerError(
+                f"init_from {cfg.init_from!r} holds no tokenizer/ (not a train-policy out_dir)"
+            )
+        shutil.copytree(src, tok_dir)
     if (tok_dir / "tokenizer.json").exists():
         from transformers import AutoTokenizer
 
@@ -183,6 +195,10 @@ def train_policy(
     )
     start = 0
     ckpt = out / "checkpoint.pt"
+    if cfg.init_from and not ckpt.exists():  # a new stage: previous weights, fresh optimizer
+        model.load_state_dict(
+            torch.load(Path(cfg.init_from) / "checkpoint.pt", weights_only=False)["model"]
+        )
     if ckpt.exists():  # resume
         state = torch.load(ckpt, weights_only=False)
         model.load_state_dict(state["model"])
