@@ -404,7 +404,26 @@ def write_reports(
             f"FLOPs share (estimated, not measured). PRM-free rows share the first PRM's samples."
         )
     data = {
-        "run": meta,
+        # the flat schema of the spine issue: one row per grid cell
+        "rows": [
+            {
+                "suite": cfg.dataset,
+                "strategy": c["strategy"],
+                "budget": c["budget"],
+                "prm": c["prm"],
+                "aggregation": c["aggregation"],
+                "seed": c["seed"],
+                "n_problems": c["n"],
+                "accuracy": c["accuracy"],
+                "pass_at_budget": c["coverage"],  # oracle coverage: reported, never used to choose
+                "policy_tokens": c["policy_tokens_mean"],
+                "prm_tokens": c["prm_tokens_mean"],
+                "flops": c["flops_mean"],
+                "seconds": c["seconds_mean"],
+            }
+            for c in summary
+        ],
+        "meta": meta,
         "cells": summary,
         "combined_seeds": combined,
         "errors": sum(1 for r in rows if r.get("error")),

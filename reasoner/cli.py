@@ -34,6 +34,22 @@ def _options(pairs: list[str]) -> dict:
     return out
 
 
+def print_tree(tree) -> None:
+    """An indented view of the step tree: PRM score, visits, terminal answer, step text."""
+
+    def walk(node_id: int, indent: int) -> None:
+        node = tree[node_id]
+        if node.parent is not None:
+            score = f"{node.prm_score:.3f}" if node.prm_score is not None else "  -  "
+            end = f"  => {node.answer}" if node.terminal else ""
+            visits = f" v={node.visits}" if node.visits else ""
+            print(f"{'  ' * indent}[{score}{visits}] {node.text[:90]}{end}")
+        for child in node.children:
+            walk(child, indent + (node.parent is not None))
+
+    walk(0, 0)
+
+
 def cmd_solve(args: argparse.Namespace) -> int:
     from reasoner.api import Reasoner
 
@@ -52,6 +68,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if args.json:
         print(sol.to_json(include_tree=args.tree))
         return 0
+    if args.show_tree and sol.tree is not None:
+        print_tree(sol.tree)
+        print()
     for i, step in enumerate(sol.steps):
         score = f" [{sol.step_scores[i]:.3f}]" if i < len(sol.step_scores) else ""
         print(f"step {i + 1}{score}: {step}")
@@ -113,7 +132,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except OSError as err:  # an unwritable output dir, a vanished file: an error, not a traceback
         raise ReasonerError(f"{type(err).__name__}: {err}") from err
     out = Path(cfg.out_dir)
-    print(f"\n{cfg.name}: {cfg.dataset} {cfg.split}, {data['run']['problems']['used']} problems")
+    print(f"\n{cfg.name}: {cfg.dataset} {cfg.split}, {data['meta']['problems']['used']} problems")
     print(terminal_table(data["cells"]))
     if data["combined_seeds"]:
         print("\nseeds combined:")
@@ -264,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", help="strategy option key=value (repeatable)")
     p.add_argument("--json", action="store_true", help="print the Solution as JSON")
     p.add_argument("--tree", action="store_true", help="with --json: include the whole tree")
+    p.add_argument("--show-tree", action="store_true", help="print the whole scored step tree")
     p.set_defaults(func=cmd_solve)
 
     p = sub.add_parser(

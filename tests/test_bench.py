@@ -266,7 +266,7 @@ step_format = {{ max_step_tokens = 6, max_steps = 3 }}
     resumed = json.loads((killed / "summary.json").read_text())
     reference = json.loads((tmp_path / "ref" / "summary.json").read_text())
     assert cells_without_time(resumed) == cells_without_time(reference)
-    assert len(resumed["run"]["history"]) == 2
+    assert len(resumed["meta"]["history"]) == 2
     # a third run finds everything done; a run with other settings is refused, naming them
     code, out, err = bench_cli(args + ["--temperature", "0.5", "--set", "max_nodes=99"], capsys)
     assert code == 2 and err.startswith("reasoner: error:")

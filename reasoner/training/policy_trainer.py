@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
+from reasoner.config_io import config_from_toml
 from reasoner.step_format import StepFormat
 from reasoner.types import Problem, ReasonerError
 
@@ -55,14 +54,7 @@ class PolicyTrainConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> PolicyTrainConfig:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ReasonerError(f"{path}: unknown key(s) {unknown}; valid keys: {sorted(known)}")
-        return cls(**data)
+        return config_from_toml(cls, path, **overrides)
 
 
 def training_text_ids(

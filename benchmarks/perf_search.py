@@ -1,0 +1,121 @@
+"""Search efficiency on the embedded models: batching speed-up and redundancy of model compute.
+
+1. Batching: the same arith problems searched with `beam` (N=16) through one `solve_batch` call
+   versus one `solve` call each; same seeds, so the results must match. Wall seconds and ratio.
+2. Redundancy (beam and MCTS at N=16): tokens each model computed divided by the distinct tokens
+   of the tree (policy: prompt + every step once; PRM: prompt + every scored step and tag once).
+
+Usage: python -m benchmarks.perf_search [--problems 32] [--prm embedded] [--out benchmarks/results]
+Writes perf_search.json and perf_search.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from statistics import median
+
+
+def prm_distinct_tokens(prm, tree) -> int:
+    """PRM input tokens if every scored node were encoded exactly once."""
+    total = 0
+    prompt_counted = False
+    for node in tree.nodes[1:]:
+        if node.prm_score is None:
+            continue
+        steps = tree.steps(node)
+        ids, _ = prm.builder.build(tree.problem_text, steps)
+        parent_ids, _ = prm.builder.build(tree.problem_text, steps[:-1]) if len(steps) > 1 else ([], [])
+        if not prompt_counted:
+            total += len(prm.builder.build(tree.problem_text, [])[0])
+            prompt_counted = True
+        base = len(parent_ids) if parent_ids else len(prm.builder.build(tree.problem_text, [])[0])
+        total += len(ids) - base
+    return total
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from reasoner import Reasoner
+    from reasoner.api import load_policy, load_prm
+    from reasoner.synthetic import load_split
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--problems", type=int, default=32)
+    ap.add_argument("--budget", type=int, default=16)
+    ap.add_argument("--policy", default="embedded")
+    ap.add_argument("--prm", default="embedded")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="benchmarks/results")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    problems = load_split("test")[: args.problems]
+    report: dict = {"problems": len(problems), "budget": args.budget, "policy": args.policy, "prm": args.prm, "machine": platform.platform()}
+
+    def fresh(strategy: str, **kw):  # new model objects: no KV entries carried between runs
+        return Reasoner(strategy=strategy, budget=args.budget, policy=load_policy(args.policy), prm=load_prm(args.prm), seed=0, **kw)
+
+    # 1. batching
+    t0 = time.perf_counter()
+    batched = fresh("beam").solve_batch(problems)
+    t_batch = time.perf_counter() - t0
+    r = fresh("beam")
+    t0 = time.perf_counter()
+    sequential = [r.solve(p) for p in problems]
+    t_seq = time.perf_counter() - t0
+    same = sum(a.steps == b.steps and a.answer == b.answer for a, b in zip(batched, sequential))
+    report["batching"] = {
+        "strategy": "beam",
+        "solve_batch_seconds": t_batch,
+        "sequential_seconds": t_seq,
+        "speedup": t_seq / t_batch,
+        "identical_solutions": same,
+        "policy_calls_batch": sum(s.stats.policy_calls for s in batched) / len(batched),
+    }
+    # 2. redundancy
+    report["redundancy"] = {}
+    for strategy in ("beam", "mcts"):
+        reasoner = fresh(strategy)
+        sols = reasoner.solve_batch(problems)
+        pol = [s.stats.policy_tokens / s.stats.distinct_tokens for s in sols]
+        prm = [s.stats.prm_tokens / max(1, prm_distinct_tokens(reasoner.prm, s.tree)) for s in sols]
+        report["redundancy"][strategy] = {
+            "policy_median": median(pol),
+            "policy_mean": sum(pol) / len(pol),
+            "prm_median": median(prm),
+            "prm_mean": sum(prm) / len(prm),
+            "policy_tokens_mean": sum(s.stats.policy_tokens for s in sols) / len(sols),
+            "prm_tokens_mean": sum(s.stats.prm_tokens for s in sols) / len(sols),
+        }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "perf_search.json").write_text(json.dumps(report, indent=2))
+    b = report["batching"]
+    lines = [
+        "# Search efficiency (embedded models, arith test split)",
+        "",
+        f"Command: `python -m benchmarks.perf_search --problems {args.problems} --budget {args.budget} --prm {args.prm}`",
+        "",
+        f"Batching ({len(problems)} problems, beam N={args.budget}): solve_batch {b['solve_batch_seconds']:.1f} s, "
+        f"sequential solve {b['sequential_seconds']:.1f} s, speed-up {b['speedup']:.2f}x; "
+        f"{b['identical_solutions']}/{len(problems)} identical solutions.",
+        "",
+        "| strategy | policy redundancy (median / mean) | PRM redundancy (median / mean) | policy tok | PRM tok |",
+        "|---|---|---|---:|---:|",
+    ]
+    for name, v in report["redundancy"].items():
+        lines.append(
+            f"| {name} | {v['policy_median']:.2f} / {v['policy_mean']:.2f} | {v['prm_median']:.2f} / {v['prm_mean']:.2f} "
+            f"| {v['policy_tokens_mean']:.0f} | {v['prm_tokens_mean']:.0f} |"
+        )
+    (out / "perf_search.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
