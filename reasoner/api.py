@@ -79,6 +79,7 @@ class Reasoner:
             raise ReasonerError(f"temperature must be >= 0, got {temperature}")
         self.strategy_name = strategy
         self.strategy = get_strategy(strategy)(**strategy_options)
+        self.strategy.check_budget(budget)  # fail before any model is loaded
         self.budget = budget
         self.seed = seed
         self.aggregation = check_aggregation(aggregation)

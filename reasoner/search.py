@@ -104,6 +104,10 @@ class Strategy(ABC):
         """Raise ReasonerError for invalid option values (override in strategies)."""
         return None
 
+    def check_budget(self, budget: int) -> None:
+        """Raise ReasonerError if the options cannot work with this budget (e.g. width > N)."""
+        return None
+
     @abstractmethod
     def search(self, ctx: SearchContext) -> Search:
         """Grow ctx.tree by yielding requests; return the Pick."""

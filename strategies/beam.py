@@ -75,6 +75,9 @@ class BeamSearch(Strategy):
         check_int(self.name, "width", self.config["width"], 1)
         check_int(self.name, "lookahead", self.config["lookahead"], 0)
 
+    def check_budget(self, budget: int) -> None:
+        check_width(self.name, self.config["width"], budget)
+
     def search(self, ctx: SearchContext) -> Search:
         n, m = ctx.budget, self.config["width"]
         check_width(self.name, m, n)

@@ -49,6 +49,9 @@ class DVTS(Strategy):
         check_int(self.name, "width", self.config["width"], 1)
         check_choice(self.name, "final", self.config["final"], FINAL_MODES)
 
+    def check_budget(self, budget: int) -> None:
+        check_width(self.name, self.config["width"], budget)
+
     def search(self, ctx: SearchContext) -> Search:
         n, m = ctx.budget, self.config["width"]
         check_width(self.name, m, n)

@@ -81,6 +81,8 @@ def test_bad_input_gives_clear_errors(models):
         Reasoner(strategy="majority", budget=0, policy=policy)
     with pytest.raises(ReasonerError, match="aggregation"):
         Reasoner(strategy="best_of_n", aggregation="median", policy=policy, prm=prm)
+    with pytest.raises(ReasonerError, match="width M=4 is larger than the budget N=2"):
+        Reasoner(strategy="beam", budget=2, policy=None)  # checked before any model loads
     with pytest.raises(ReasonerError, match="unknown option"):
         Reasoner(strategy="majority", policy=policy, beam_width=3)
 
