@@ -288,7 +288,7 @@ def train_prm(
             running = []
             with open(log_path, "a") as fh:
                 fh.write(json.dumps(record) + "\n")
-            bar.set_postfix(val_loss=f"{metrics.get('val_loss', float('nan')):.4f}")
+            bar.set_postfix(val_loss=f"{metrics.get('loss', float('nan')):.4f}")
         if (step + 1) % cfg.save_every == 0 or last:
             tmp = out / "checkpoint.pt.tmp"
             torch.save(
