@@ -28,7 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--problems", type=int, default=32)
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--rollouts", type=int, default=8)
-    ap.add_argument("--offset", type=int, default=40000, help="train problems not used for the shipped labels")
+    ap.add_argument(
+        "--offset", type=int, default=40000, help="train problems not used for the shipped labels"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/results/perf_labeling.json")
     args = ap.parse_args(argv)
@@ -38,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     outs = policy.generate(
-        [GenRequest(policy.encode_prompt(p.text), args.rollouts, i, "end", 1.0) for i, p in enumerate(problems)]
+        [
+            GenRequest(policy.encode_prompt(p.text), args.rollouts, i, "end", 1.0)
+            for i, p in enumerate(problems)
+        ]
     )
     raw_seconds = time.perf_counter() - t0
     raw_tokens = sum(c.new_tokens for o in outs for c in o)
@@ -47,10 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     _, stats = label_chunk(policy, problems, cfg)
     report = {
         "problems": len(problems),
-        "raw_generation": {"new_tokens": raw_tokens, "seconds": raw_seconds, "tokens_per_s": raw_tokens / raw_seconds},
+        "raw_generation": {
+            "new_tokens": raw_tokens,
+            "seconds": raw_seconds,
+            "tokens_per_s": raw_tokens / raw_seconds,
+        },
         "labeling": {**stats, "tokens_per_s": stats["new_tokens"] / stats["seconds"]},
     }
-    report["labeling_over_raw"] = report["labeling"]["tokens_per_s"] / report["raw_generation"]["tokens_per_s"]
+    report["labeling_over_raw"] = (
+        report["labeling"]["tokens_per_s"] / report["raw_generation"]["tokens_per_s"]
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -28,7 +28,9 @@ def prm_distinct_tokens(prm, tree) -> int:
             continue
         steps = tree.steps(node)
         ids, _ = prm.builder.build(tree.problem_text, steps)
-        parent_ids, _ = prm.builder.build(tree.problem_text, steps[:-1]) if len(steps) > 1 else ([], [])
+        parent_ids, _ = (
+            prm.builder.build(tree.problem_text, steps[:-1]) if len(steps) > 1 else ([], [])
+        )
         if not prompt_counted:
             total += len(prm.builder.build(tree.problem_text, [])[0])
             prompt_counted = True
@@ -54,10 +56,23 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     problems = load_split("test")[: args.problems]
-    report: dict = {"problems": len(problems), "budget": args.budget, "policy": args.policy, "prm": args.prm, "machine": platform.platform()}
+    report: dict = {
+        "problems": len(problems),
+        "budget": args.budget,
+        "policy": args.policy,
+        "prm": args.prm,
+        "machine": platform.platform(),
+    }
 
     def fresh(strategy: str, **kw):  # new model objects: no KV entries carried between runs
-        return Reasoner(strategy=strategy, budget=args.budget, policy=load_policy(args.policy), prm=load_prm(args.prm), seed=0, **kw)
+        return Reasoner(
+            strategy=strategy,
+            budget=args.budget,
+            policy=load_policy(args.policy),
+            prm=load_prm(args.prm),
+            seed=0,
+            **kw,
+        )
 
     # 1. batching
     t0 = time.perf_counter()

@@ -7,7 +7,9 @@ from reasoner.models.resolve import embedded_dir
 from reasoner.synthetic import load_split
 
 
-@pytest.mark.skipif(not (embedded_dir("policy") / "config.json").exists(), reason="embedded policy not built")
+@pytest.mark.skipif(
+    not (embedded_dir("policy") / "config.json").exists(), reason="embedded policy not built"
+)
 def test_embedded_policy_solves_with_majority():
     problem = load_split("test")[3]
     sol = Reasoner(strategy="majority", budget=4).solve(problem)
@@ -18,7 +20,9 @@ def test_embedded_policy_solves_with_majority():
     assert size <= 8 * 2**20  # package data stays small
 
 
-@pytest.mark.skipif(not (embedded_dir("prm") / "config.json").exists(), reason="embedded PRM not built yet")
+@pytest.mark.skipif(
+    not (embedded_dir("prm") / "config.json").exists(), reason="embedded PRM not built yet"
+)
 def test_embedded_prm_scores_chains():
     problem = load_split("test")[3]
     sol = Reasoner(strategy="best_of_n", budget=4).solve(problem)
