@@ -97,12 +97,17 @@ def pack(examples: list[tuple[list[int], list[int]]], seq_len: int, seed: int):
     return rows
 
 
-def lr_at(step: int, cfg: PolicyTrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+def warmup_cosine_lr(step: int, total: int, warmup: int, peak: float, min_ratio: float) -> float:
+    """Linear warm-up to `peak`, then cosine decay to `min_ratio * peak` at step `total`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
     cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
+    return peak * (min_ratio + (1 - min_ratio) * cosine)
+
+
+def lr_at(step: int, cfg: PolicyTrainConfig) -> float:
+    return warmup_cosine_lr(step, cfg.steps, cfg.warmup_steps, cfg.lr, cfg.min_lr_ratio)
 
 
 def build_model(cfg: PolicyTrainConfig, tokenizer: Any):

@@ -189,6 +189,7 @@ def train_prm(
         load_tokenizer,
         resolve_model_path,
     )
+    from reasoner.training.policy_trainer import warmup_cosine_lr
 
     try:
         label, eta = resolve_label_kind(
@@ -243,13 +244,7 @@ def train_prm(
         log_path.unlink()
 
     def lr_at(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return cfg.lr * (step + 1) / cfg.warmup_steps
-        progress_ = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
-        return cfg.lr * (
-            cfg.min_lr_ratio
-            + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress_)))
-        )
+        return warmup_cosine_lr(step, total_steps, cfg.warmup_steps, cfg.lr, cfg.min_lr_ratio)
 
     def batch_for(step: int) -> list[dict]:
         epoch, within = divmod(step * cfg.batch_size, len(train_ex))
