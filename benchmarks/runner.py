@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.config import COMPAT_FIELDS, BenchConfig
+from reasoner.jsonl import repair_tail
 from reasoner.types import Problem, ReasonerError, Solution, Stats
 
 # strategies whose budget-n result is a function of the first n rollouts from the root
@@ -147,31 +148,6 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
                 f"corrupted: delete that line (or the file) and rerun"
             ) from err
     return rows
-
-
-def repair_tail(path: Path) -> None:
-    """Cut a torn last line (no newline at the end) so the next append starts a clean line."""
-    if not path.exists():
-        return
-    with open(path, "rb+") as fh:
-        size = fh.seek(0, os.SEEK_END)
-        if size == 0:
-            return
-        fh.seek(size - 1)
-        if fh.read(1) == b"\n":
-            return
-        block = min(size, 1 << 16)
-        pos = size
-        while pos > 0:
-            start = max(0, pos - block)
-            fh.seek(start)
-            chunk = fh.read(pos - start)
-            nl = chunk.rfind(b"\n")
-            if nl >= 0:
-                fh.truncate(start + nl + 1)
-                return
-            pos = start
-        fh.truncate(0)
 
 
 def append_row(fh, row: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reasoner.jsonl import repair_tail
 from reasoner.labels import label_value, resolve_label_kind
 from reasoner.types import ReasonerError
 
@@ -189,50 +190,6 @@ class LabeledSolution:
         return cls(**{k: v for k, v in data.items() if k in known and k not in _DERIVED})
 
 
-def _repair_tail(path: Path) -> None:
-    """Before appending: cut a partial last line left by a killed writer (or end a complete one).
-
-    Without this the next record would be glued onto the fragment and corrupt a middle line.
-    """
-    with open(path, "rb+") as f:
-        size = f.seek(0, os.SEEK_END)
-        if size == 0:
-            return
-        f.seek(size - 1)
-        if f.read(1) == b"\n":
-            return
-        start, chunk = size, 1 << 16
-        while start > 0:  # scan backwards for the last newline
-            lo = max(0, start - chunk)
-            f.seek(lo)
-            block = f.read(start - lo)
-            cut = block.rfind(b"\n")
-            if cut >= 0:
-                start = lo + cut + 1
-                break
-            start = lo
-        f.seek(start)
-        tail = f.read()
-        try:
-            json.loads(tail.decode("utf-8"))
-            complete = True
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            complete = False
-        if complete:
-            f.seek(size)
-            f.write(b"\n")
-        else:
-            warnings.warn(
-                f"{path}: removing a truncated last line ({len(tail)} bytes, an interrupted "
-                "write) before appending",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            f.truncate(start)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def append_records(
     path: str | os.PathLike[str], records: Iterable[LabeledSolution], label: str | None = None
 ) -> int:
@@ -245,7 +202,7 @@ def append_records(
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
-        _repair_tail(target)
+        repair_tail(target)
     written = 0
     with open(target, "a", encoding="utf-8") as f:
         for record in records:
