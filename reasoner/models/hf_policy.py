@@ -3,8 +3,9 @@
 All requests of one call are prefilled together (left-padded), each prefix once; its KV cache is
 then repeated for its k samples, so k samples never re-encode the prefix. Decoding runs until every
 row has hit the step delimiter, end-of-sequence or a cap; finished rows are dropped from the batch.
-Sampling noise comes from one generator per row seeded by (request seed, sample index), so a row's
-sample does not depend on what else shares the batch.
+Sampling noise is counter-based (reasoner.models.sampling): a pure function of (request seed,
+sample index, token index), so a row's sample does not depend on what else shares the batch, and
+the whole batch is sampled in one vectorized call per decoding step.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from reasoner.models.resolve import (
     load_tokenizer,
     resolve_model_path,
 )
+from reasoner.models.sampling import row_key, sample_tokens
 from reasoner.step_format import StepFormat
 from reasoner.types import ReasonerError
 
@@ -144,9 +146,7 @@ class HFPolicy:
                 rows.append(
                     {
                         "req": b,
-                        "gen": torch.Generator().manual_seed(
-                            (r.seed * 1_000_003 + j) % (2**63 - 1)
-                        ),
+                        "key": row_key(r.seed, j),
                         "temp": r.temperature,
                         "mode": r.mode,
                         "max_steps": max_steps,
@@ -158,36 +158,42 @@ class HFPolicy:
                         "ended_step": False,
                     }
                 )
-        active = list(range(len(rows)))
-        while active:
-            tokens, logprobs = self._sample(logits, [rows[a] for a in active])
-            still: list[int] = []
-            keep: list[int] = []
-            for pos_in_batch, a in enumerate(active):
+        # batch position -> row; finished rows stay in the batch (their outputs ignored) until a
+        # quarter of it is dead, so the KV cache is compacted a few times instead of per finish
+        batch = list(range(len(rows)))
+        live = [True] * len(batch)
+        keys = torch.tensor([row["key"] for row in rows], dtype=torch.int64)
+        temps = torch.tensor([float(row["temp"]) for row in rows], dtype=torch.float32)
+        while True:
+            at = torch.tensor(batch, dtype=torch.long)
+            counters = torch.tensor([rows[a]["cont"].new_tokens for a in batch], dtype=torch.int64)
+            chosen, picked = sample_tokens(logits, temps[at], keys[at], counters, self.top_p)
+            tokens, logprobs = chosen.tolist(), picked.tolist()
+            for p, a in enumerate(batch):
+                if not live[p]:
+                    continue
                 row = rows[a]
-                tok, lp = tokens[pos_in_batch], logprobs[pos_in_batch]
-                if self._advance(row, tok, lp):
-                    still.append(a)
-                    keep.append(pos_in_batch)
-                elif self.prefix_cache is not None and row["mode"] == "step" and row["ended_step"]:
+                if self._advance(row, tokens[p], logprobs[p]):
+                    continue
+                live[p] = False
+                if self.prefix_cache is not None and row["mode"] == "step" and row["ended_step"]:
                     # the new child will be expanded from here: keep its KV (all but the last token)
                     seq = row["prefix"] + [
                         t for piece in row["cont"].steps for t in piece.token_ids
                     ]
-                    self.prefix_cache.put(
-                        tuple(seq), extract(cache, pos_in_batch, attn[pos_in_batch])
-                    )
-            if not still:
+                    self.prefix_cache.put(tuple(seq), extract(cache, p, attn[p]))
+            n_live = sum(live)
+            if n_live == 0:
                 break
-            if len(keep) < len(active):
+            tokens_t = chosen
+            if n_live <= 0.75 * len(batch):
+                keep = [p for p, alive in enumerate(live) if alive]
                 sel = torch.tensor(keep, dtype=torch.long)
                 cache.batch_select_indices(sel)
-                attn, next_pos = attn[sel], next_pos[sel]
-                tokens_t = torch.tensor([tokens[k] for k in keep], dtype=torch.long)
-            else:
-                tokens_t = torch.tensor(tokens, dtype=torch.long)
-            active = still
-            attn = torch.cat([attn, torch.ones((len(active), 1), dtype=torch.long)], dim=1)
+                attn, next_pos, tokens_t = attn[sel], next_pos[sel], chosen[sel]
+                batch = [batch[p] for p in keep]
+                live = [True] * len(batch)
+            attn = torch.cat([attn, torch.ones((len(batch), 1), dtype=torch.long)], dim=1)
             out = self.model(
                 input_ids=tokens_t[:, None],
                 attention_mask=attn,
@@ -200,27 +206,6 @@ class HFPolicy:
             next_pos = next_pos + 1
         for row in rows:
             results[idx[row["req"]]].append(row["cont"])
-
-    def _sample(self, logits: torch.Tensor, rows: list[dict]) -> tuple[list[int], list[float]]:
-        """Pick one token per row (greedy at temperature 0, else Gumbel-max on the tempered, top-p logits)."""
-        logp = torch.log_softmax(logits, dim=-1)
-        chosen: list[int] = []
-        for r, row in enumerate(rows):
-            temp = row["temp"]
-            if temp <= 0:
-                chosen.append(int(torch.argmax(logits[r])))
-                continue
-            z = logits[r] / temp
-            if self.top_p < 1.0:
-                probs = torch.softmax(z, dim=-1)
-                sorted_p, order = torch.sort(probs, descending=True)
-                cut = (sorted_p.cumsum(0) - sorted_p) >= self.top_p
-                z = z.clone()
-                z[order[cut]] = float("-inf")
-            u = torch.rand(z.shape[0], generator=row["gen"]).clamp_(1e-12, 1 - 1e-12)
-            chosen.append(int(torch.argmax(z - torch.log(-torch.log(u)))))
-        picked = logp[torch.arange(len(rows)), torch.tensor(chosen)]
-        return chosen, picked.tolist()
 
     def _advance(self, row: dict, tok: int, lp: float) -> bool:
         """Append a token to a row; close steps at the delimiter; return False once the row is done."""

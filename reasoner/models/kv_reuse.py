@@ -61,16 +61,66 @@ class PrefixKVCache:
         return len(self._entries)
 
 
+def growing_cache() -> object:
+    """A DynamicCache whose layers grow in place (amortized doubling) instead of concatenating.
+
+    transformers' DynamicLayer copies the whole cache at every decoded token (torch.cat), which
+    made KV copying the largest cost of decoding the tiny policy; here a token costs one write.
+    """
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    class GrowingLayer(DynamicLayer):
+        def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+            super().lazy_initialization(key_states, value_states)
+            self._k = self._v = None
+            self._len = 0
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            new = key_states.shape[-2]
+            need = self._len + new
+            if self._k is None or need > self._k.shape[-2]:
+                cap = max(need + 64, 2 * (self._k.shape[-2] if self._k is not None else 0))
+                k = key_states.new_empty((*key_states.shape[:2], cap, key_states.shape[-1]))
+                v = value_states.new_empty((*value_states.shape[:2], cap, value_states.shape[-1]))
+                if self._len:
+                    k[:, :, : self._len] = self._k[:, :, : self._len]
+                    v[:, :, : self._len] = self._v[:, :, : self._len]
+                self._k, self._v = k, v
+            self._k[:, :, self._len : need] = key_states
+            self._v[:, :, self._len : need] = value_states
+            self._len = need
+            self.keys, self.values = self._k[:, :, :need], self._v[:, :, :need]
+            return self.keys, self.values
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            if self._len:
+                self._k, self._v = self._k[indices], self._v[indices]
+                self.keys = self._k[:, :, : self._len]
+                self.values = self._v[:, :, : self._len]
+
+        def batch_repeat_interleave(self, repeats: int) -> None:
+            if self._len:
+                self.batch_select_indices(torch.arange(self._k.shape[0]).repeat_interleave(repeats))
+
+        def crop(self, tokens_to_remove: int) -> None:
+            raise NotImplementedError("growing caches are never cropped")
+
+    cache = DynamicCache()
+    cache.layer_class_to_replicate = GrowingLayer
+    return cache
+
+
 def assemble(
     cached: list[KV | None], suffixes: list[list[int]], pad_id: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, object | None]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, object]:
     """A batch of [pad][cached prefix][pad][suffix] rows: input ids, mask, positions, cache.
 
     Cached prefixes are left-padded to a common width and the suffixes to another; padding is
     masked, and positions count only real tokens, so every row sees exactly its own sequence.
     """
-    from transformers import DynamicCache
-
     batch = len(suffixes)
     cached_len = [kv[0][0].shape[1] if kv else 0 for kv in cached]
     width_c = max(cached_len)
@@ -82,10 +132,9 @@ def assemble(
         mask[b, width_c - c : width_c] = 1
         mask[b, width_c + width_s - len(s) :] = 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, width_c:]
-    cache = None
+    cache = growing_cache()
     if width_c:
         template = next(kv for kv in cached if kv)
-        cache = DynamicCache()
         for layer, (k0, v0) in enumerate(template):
             keys = k0.new_zeros((batch, k0.shape[0], width_c, k0.shape[2]))
             values = v0.new_zeros((batch, v0.shape[0], width_c, v0.shape[2]))
