@@ -536,25 +536,41 @@ def _chain_weight(steps: list[str]) -> int:
     return sum(len(s) for s in steps) + 1  # how the controller shares PRM tokens among chains
 
 
+def _call_weight(problem: str, chains: list[list[str]]) -> int:
+    """A PRM call's size in characters: the problem is encoded once when >= 2 chains share it
+    (the HF PRM's shared-head encoding), else with its one chain."""
+    if not chains:
+        return 0
+    return len(problem) + sum(_chain_weight(c) for c in chains)
+
+
 class _ReplayPRM:
-    """Returns the stored PRM scores of stored chains; tokens: the chains' share of the run's."""
+    """Returns the stored PRM scores of stored chains; tokens: the chains' share of the run's,
+    by characters, counting the problem once per call as the sampling run did."""
 
     def __init__(
-        self, tree: Any, rollouts: list[int], prm_tokens: int, num_parameters: int, reason: str
+        self,
+        problem: str,
+        tree: Any,
+        rollouts: list[int],
+        prm_tokens: int,
+        num_parameters: int,
+        reason: str,
     ):
         self.num_parameters = num_parameters
         self.reason = reason
         self.scores: dict[tuple[str, ...], list[float]] = {}
-        total = 0
+        chains = []
         for leaf in dict.fromkeys(rollouts):
             path = tree.path(leaf)
             if not path:
                 continue
-            total += _chain_weight([n.text for n in path])
+            chains.append([n.text for n in path])
             for i in range(1, len(path) + 1):
                 prefix = path[:i]
                 if all(n.prm_score is not None for n in prefix):
                     self.scores[tuple(n.text for n in prefix)] = [n.prm_score for n in prefix]
+        total = _call_weight(problem, chains)
         self.tokens_per_weight = prm_tokens / total if total else 0.0
 
     def score(self, requests: list[Any]) -> tuple[list[list[float]], int]:
@@ -574,8 +590,9 @@ class _ReplayPRM:
                     f"subsample replay: the strategy asked for scores the sampling run lacks{why}"
                 )
             out.append(self.scores[key])
-        tokens = sum(_chain_weight(list(r.steps)) for r in requests) * self.tokens_per_weight
-        return out, int(round(tokens))
+        chains = [list(r.steps) for r in requests if r.steps]
+        weight = _call_weight(requests[0].problem, chains) if chains else 0
+        return out, int(round(weight * self.tokens_per_weight))
 
 
 def sample_row(problem: Problem, source: Source, budget: int, sol: Solution, models: ModelCache):
@@ -614,7 +631,12 @@ def replay(problem: Problem, cell: Cell, sample: dict[str, Any], cfg: BenchConfi
     prm = None
     if cell.prm != "none" and strategy.uses_prm:
         prm = _ReplayPRM(
-            tree, rollouts, src.prm_tokens, sample["prm_parameters"], sample.get("reason", "")
+            problem.text,
+            tree,
+            rollouts,
+            src.prm_tokens,
+            sample["prm_parameters"],
+            sample.get("reason", ""),
         )
     controller = Controller(
         policy,

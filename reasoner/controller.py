@@ -66,6 +66,11 @@ class Controller:
             raise ReasonerError(
                 f"strategy {strategy.name!r} needs a PRM; pass prm=... (or 'embedded')"
             )
+        for model in (self.policy, self.prm):
+            # each call's metered tokens and seconds are its own, whatever ran before it
+            clear = getattr(model, "clear_cache", None)
+            if clear is not None:
+                clear()
         runs = [_Run(problem=p) for p in problems]
         for run in runs:
             self._start(run, strategy, budget)

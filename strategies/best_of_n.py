@@ -1,4 +1,8 @@
-"""best_of_n: N sampled solutions, the PRM's best by aggregated step score (majority without PRM)."""
+"""best_of_n: N sampled solutions, the PRM's best by aggregated step score (majority without PRM).
+
+Only solutions that reached an answer compete (one without an answer can never be right); when
+none did, all do.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ class BestOfN(Strategy):
             return majority_pick(leaves)
         yield Score(leaves)
         scored = [(ctx.chain_score(leaf), i) for i, leaf in enumerate(leaves)]
-        best_score, best = max(scored, key=lambda t: (t[0], -t[1]))
+        answered = [t for t in scored if leaves[t[1]].answer is not None] or scored
+        best_score, best = max(answered, key=lambda t: (t[0], -t[1]))
         candidates: dict[str, float] = {}
         for score, i in scored:
             key = leaves[i].answer or ""

@@ -106,3 +106,19 @@ def test_roc_auc_matches_definition():
     assert roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
     assert roc_auc([0.5, 0.5], [0, 1]) == pytest.approx(0.5)
     assert roc_auc([0.1, 0.2], [1, 1]) is None
+
+
+def test_pairwise_accuracy_counts_only_pairs_within_a_problem():
+    from reasoner.training.prm_trainer import pairwise_accuracy
+
+    ex = [
+        {"problem": "a", "correct": True},
+        {"problem": "a", "correct": False},
+        {"problem": "a", "correct": False},
+        {"problem": "b", "correct": True},  # b's scores are all higher than a's: ignored
+        {"problem": "b", "correct": False},
+        {"problem": "c", "correct": False},  # no correct solution: no pair
+    ]
+    # a: 0.5 vs 0.4 (win), 0.5 vs 0.5 (tie); b: 0.9 vs 0.95 (loss)
+    assert pairwise_accuracy(ex, [0.5, 0.4, 0.5, 0.9, 0.95, 0.1]) == (1 + 0.5 + 0) / 3
+    assert pairwise_accuracy(ex[5:], [0.1]) is None

@@ -70,3 +70,19 @@ def test_child_chains_reuse_the_scored_parent(tiny_ckpt):
     full = [len(warm.builder.build(problem, c)[0]) for c in children]
     assert cold_tokens == sum(full)
     assert warm_tokens == sum(n - parent_tokens for n in full)  # only the new steps were encoded
+
+
+def test_first_step_candidates_share_one_encoding_of_the_problem(tiny_ckpt):
+    warm, cold = HFPRM(tiny_ckpt), HFPRM(tiny_ckpt, prefix_cache_mb=0)
+    problem = "Tom buys 4 pens at 3 dollars each and pays with 20 dollars."
+    firsts = [["4 * 3 = 12."], ["4 + 3 = 7."], ["20 - 12 = 8."]]
+    warm_scores, warm_tokens = warm.score([ScoreRequest(problem, s) for s in firsts])
+    cold_scores, cold_tokens = cold.score([ScoreRequest(problem, s) for s in firsts])
+    for w, c in zip(warm_scores, cold_scores):
+        assert w == pytest.approx(c, abs=1e-4)
+    head = len(warm.builder.build(problem, [])[0])
+    assert cold_tokens == sum(len(warm.builder.build(problem, s)[0]) for s in firsts)
+    assert warm_tokens == cold_tokens - 2 * head  # the problem was encoded once, not 3 times
+    # a single chain has nothing to share with: no extra prefix pass
+    _, lone = warm.score([ScoreRequest("Another problem: 5 + 5?", ["5 + 5 = 10."])])
+    assert lone == len(warm.builder.build("Another problem: 5 + 5?", ["5 + 5 = 10."])[0])

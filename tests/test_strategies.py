@@ -205,6 +205,24 @@ def test_weighted_vote_can_overrule_the_single_best_chain():
     assert pick.node.answer == "1" and pick.candidates == pytest.approx({"0": 0.9, "1": 1.2})
 
 
+def test_best_of_n_never_picks_an_unanswered_chain_over_an_answered_one():
+    # "a" scores highest but was cut before an answer: it can never be right, so "b" wins
+    tree = StepTree("p", [1])
+    scores = {"a": 0.9, "b": 0.5, "c": 0.4}
+    for text, answer in [("a", None), ("b", "1"), ("c", "2")]:
+        tree.add_child(tree.root, text=text, token_ids=[5], terminal=True, answer=answer)
+
+    class Fixed(Scripted):
+        def serve(self, tree, req):
+            if isinstance(req, Rollout):
+                return [tree.children(tree.root)]
+            return super().serve(tree, req)
+
+    world = Fixed(score_fn=lambda n: scores[n.text])
+    pick, _, _ = drive(make("best_of_n"), budget=3, world=world, tree=tree)
+    assert pick.node.text == "b" and pick.score == pytest.approx(0.5)
+
+
 # ---- beam --------------------------------------------------------------------------------------
 def rounds(tree, key):
     by_round: dict[int, list] = {}

@@ -108,6 +108,11 @@ class HFPolicy:
             self._generate_chunk(requests, chunk, results)
         return results
 
+    def clear_cache(self) -> None:
+        """Forget cached prefix encodings, so a search's cost does not depend on earlier ones."""
+        if self.prefix_cache is not None:
+            self.prefix_cache.clear()
+
     @torch.no_grad()
     def _generate_chunk(self, requests: list[GenRequest], idx: list[int], results: list) -> None:
         fmt = self.step_format

@@ -113,6 +113,11 @@ class HFPRM:
         self.max_batch_tokens = max_batch_tokens
         self.prefix_cache = PrefixKVCache(prefix_cache_mb * 2**20) if prefix_cache_mb > 0 else None
 
+    def clear_cache(self) -> None:
+        """Forget cached prefix encodings, so a search's cost does not depend on earlier ones."""
+        if self.prefix_cache is not None:
+            self.prefix_cache.clear()
+
     @torch.no_grad()
     def score(self, requests: list[ScoreRequest]) -> tuple[list[list[float]], int]:
         """Step scores for every chain (one forward pass per chain, chains batched by length).
@@ -121,10 +126,11 @@ class HFPRM:
         KV states and step scores and only encodes its new step: tokens computed are returned.
         """
         built = [self.builder.build(r.problem, r.steps) for r in requests]
-        plans = [self._plan(ids, tags) for ids, tags in built]
+        heads = [self._head(r.problem, ids) for r, (ids, _) in zip(requests, built)]
+        tokens = self._encode_shared_heads(built, heads)
+        plans = [self._plan(ids, tags, head) for (ids, tags), head in zip(built, heads)]
         order = sorted(range(len(built)), key=lambda i: len(built[i][0]) - plans[i][0])
         scores: list[list[float]] = [[] for _ in built]
-        tokens = 0
         start = 0
         while start < len(order):
             end = start + 1
@@ -142,13 +148,58 @@ class HFPRM:
             start = end
         return scores, tokens
 
-    def _plan(self, ids: list[int], tags: list[int]) -> tuple[int, object, list[float]]:
-        """(cached length, cached KV, cached step scores) for the longest scored parent chain."""
-        if self.prefix_cache is not None and len(tags) >= 2:
+    def _head(self, problem: str, ids: list[int]) -> int:
+        """Length of the problem part of a chain's ids (0 if the chain was cut to max_length)."""
+        head = self.builder.build(problem, [])[0]
+        return len(head) if ids[: len(head)] == head and len(head) < len(ids) else 0
+
+    def _encode_shared_heads(self, built: list, heads: list[int]) -> int:
+        """Encode once, and cache, a problem prefix that several unscored chains start with.
+
+        First-step candidates have no scored parent chain; without this each would re-encode the
+        whole problem. Returns the tokens computed.
+        """
+        if self.prefix_cache is None:
+            return 0
+        waiting: dict[tuple[int, ...], int] = {}
+        for (ids, tags), head in zip(built, heads):
+            if head and self._plan(ids, tags, 0)[0] == 0:
+                key = tuple(ids[:head])
+                waiting[key] = waiting.get(key, 0) + 1
+        shared = [
+            list(key)
+            for key, count in waiting.items()
+            if count >= 2 and self.prefix_cache.get_entry(key) is None
+        ]
+        if not shared:
+            return 0
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        input_ids, mask, positions, past = assemble([None] * len(shared), shared, pad)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=past,
+            use_cache=True,
+        )
+        for b, key in enumerate(shared):
+            self.prefix_cache.put(tuple(key), extract(out.past_key_values, b, mask[b]), [])
+        return sum(len(k) for k in shared)
+
+    def _plan(self, ids: list[int], tags: list[int], head: int) -> tuple[int, object, list[float]]:
+        """(cached length, cached KV, cached step scores): the longest scored parent chain, else
+        the chain's encoded problem prefix, else nothing."""
+        if self.prefix_cache is None:
+            return 0, None, []
+        if len(tags) >= 2:
             cut = tags[-2] + 1
             entry = self.prefix_cache.get_entry(tuple(ids[:cut]))
             if entry is not None:
                 return cut, entry[0], list(entry[1])  # type: ignore[arg-type]
+        if head:
+            entry = self.prefix_cache.get_entry(tuple(ids[:head]))
+            if entry is not None:
+                return head, entry[0], []
         return 0, None, []
 
     def _score_batch(

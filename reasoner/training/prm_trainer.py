@@ -80,7 +80,16 @@ def build_examples(
                 1.0 if (r.first_error == -1 or i < r.first_error) else 0.0
                 for i in range(len(r.steps))
             ]
-        examples.append({"ids": ids, "tags": tags, "targets": values[: len(tags)], "truth": truth})
+        examples.append(
+            {
+                "ids": ids,
+                "tags": tags,
+                "targets": values[: len(tags)],
+                "truth": truth,
+                "problem": r.problem_id,
+                "correct": r.correct,
+            }
+        )
     return examples
 
 
@@ -135,6 +144,22 @@ def tag_margins(model: Any, batch: list[dict], pad_id: int, pos_id: int, neg_id:
     return picked[:, 0] - picked[:, 1], targets
 
 
+def pairwise_accuracy(examples: list[dict], chain_scores: list[float]) -> float | None:
+    """Share of (correct, wrong) solution pairs of the same problem that the scores order right
+    (ties count half): what best-of-N needs, unlike pooled AUC, which problem difficulty inflates."""
+    by_problem: dict[str, tuple[list[float], list[float]]] = {}
+    for e, s in zip(examples, chain_scores):
+        right, wrong = by_problem.setdefault(e["problem"], ([], []))
+        (right if e["correct"] else wrong).append(s)
+    wins = pairs = 0.0
+    for right, wrong in by_problem.values():
+        for a in right:
+            for b in wrong:
+                wins += 1.0 if a > b else 0.5 if a == b else 0.0
+                pairs += 1
+    return wins / pairs if pairs else None
+
+
 def evaluate(
     model: Any, examples: list[dict], pad_id: int, pos_id: int, neg_id: int, batch_size: int = 32
 ) -> dict[str, Any]:
@@ -165,7 +190,13 @@ def evaluate(
     model.train()
     n = max(1, len(scores))
     known = [(s, t) for s, t in zip(scores, truths) if t is not None]
+    chains, k = [], 0
+    for e in examples:
+        chains.append(scores[k : k + len(e["tags"])])
+        k += len(e["tags"])
     return {
+        "pair_acc_min": pairwise_accuracy(examples, [min(c) if c else 0.0 for c in chains]),
+        "pair_acc_last": pairwise_accuracy(examples, [c[-1] if c else 0.0 for c in chains]),
         "loss": sum(losses) / n,
         "step_accuracy": sum((s >= 0.5) == (t >= 0.5) for s, t in zip(scores, targets)) / n,
         "auc_vs_labels": roc_auc(scores, [1.0 if t >= 0.5 else 0.0 for t in targets]),

@@ -1,0 +1,370 @@
+"""The ER-PRM paper's experiment at our scale: best-of-N with PRMs trained on hard, soft, ER and
+ORM labels from the same rollouts, against greedy, majority vote and an exact equation checker.
+
+One sampling run (N_max solutions per arith test problem, temperature 1) is stored once and scored
+by every PRM, so all rows judge the very same solutions. A budget-n row averages over the
+N_max/n disjoint groups of n solutions of each problem (less noise than one group); its 95% CI is
+a bootstrap over problems. Step-F1 (ProcessBench style) uses the first 4 solutions per problem,
+labelled by the exact step checker (reasoner.synthetic.first_error).
+
+Usage:
+  python -m benchmarks.er_experiment --prms er2=runs/prm-er2,hard=runs/prm-hard,... \
+      [--problems 300] [--max-n 64] [--budgets 4,16,64]
+Samples and scores are cached under --cache (resumable); the table goes to --out (JSON + MD).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+from benchmarks.report import bootstrap_interval
+from reasoner.aggregation import aggregate, answer_key, vote
+
+
+# ---- cached samples and scores --------------------------------------------------------------------
+def _read_jsonl(path: Path) -> dict[str, Any]:
+    from reasoner.jsonl import repair_tail
+
+    if not path.exists():
+        return {}
+    repair_tail(path)
+    out = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            out[row["id"]] = row
+    return out
+
+
+def _append(path: Path, rows: list[dict]) -> None:
+    import os
+
+    with open(path, "a") as fh:
+        fh.write("".join(json.dumps(r) + "\n" for r in rows))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def sample_solutions(problems: list, max_n: int, seed: int, path: Path, chunk: int = 8) -> dict:
+    """N_max temperature-1 solutions and one greedy solution per problem (cached, resumable)."""
+    from tqdm import tqdm
+
+    from reasoner.api import load_policy
+    from reasoner.grading import extract_answer, grade
+    from reasoner.models.base import GenRequest
+
+    done = _read_jsonl(path)
+    todo = [p for p in problems if p.id not in done]
+    if todo:
+        policy = load_policy("embedded")
+        fmt = policy.step_format
+        for start in tqdm(range(0, len(todo), chunk), desc="sample", unit="chunk"):
+            part = todo[start : start + chunk]
+            prompts = [policy.encode_prompt(p.text) for p in part]
+            t0 = time.perf_counter()
+            sampled = policy.generate(
+                [
+                    GenRequest(ids, max_n, seed * 1_000_003 + i + start, "end", 1.0)
+                    for i, ids in enumerate(prompts)
+                ]
+            )
+            greedy = policy.generate([GenRequest(ids, 1, 0, "end", 0.0) for ids in prompts])
+            seconds = time.perf_counter() - t0
+            rows = []
+            for p, conts, [g] in zip(part, sampled, greedy):
+                chains = []
+                for c in [g, *conts]:
+                    steps = [s.text for s in c.steps]
+                    answer = extract_answer(fmt.join_steps(steps)) if c.finished else None
+                    chains.append(
+                        {
+                            "steps": steps,
+                            "answer": answer,
+                            "correct": bool(answer is not None and grade(answer, p.answer)),
+                            "tokens": c.new_tokens,
+                        }
+                    )
+                rows.append(
+                    {
+                        "id": p.id,
+                        "greedy": chains[0],
+                        "samples": chains[1:],
+                        "seconds": seconds / len(part),
+                    }
+                )
+            _append(path, rows)
+            done.update({r["id"]: r for r in rows})
+    return {p.id: done[p.id] for p in problems}
+
+
+def score_solutions(
+    prm_path: str, problems: list, samples: dict, path: Path, threads: int, chunk: int = 8
+) -> dict[str, list[list[float]]]:
+    """Step scores of every sampled solution under one PRM (cached, resumable)."""
+    from tqdm import tqdm
+
+    from reasoner.api import load_prm
+    from reasoner.models.base import ScoreRequest
+
+    done = _read_jsonl(path)
+    todo = [p for p in problems if p.id not in done]
+    if todo:
+        prm = load_prm(prm_path, threads=threads)
+        for start in tqdm(range(0, len(todo), chunk), desc=f"score {path.stem}", unit="chunk"):
+            part = todo[start : start + chunk]
+            reqs = [
+                ScoreRequest(p.text, chain["steps"] or [""])
+                for p in part
+                for chain in samples[p.id]["samples"]
+            ]
+            scores, _ = prm.score(reqs)
+            rows, k = [], 0
+            for p in part:
+                n = len(samples[p.id]["samples"])
+                rows.append({"id": p.id, "scores": scores[k : k + n]})
+                k += n
+            _append(path, rows)
+            done.update({r["id"]: r for r in rows})
+    return {p.id: done[p.id]["scores"] for p in problems}
+
+
+# ---- selection rules ------------------------------------------------------------------------------
+Chain = dict[str, Any]
+Picker = Callable[[list[Chain], list[list[float]]], Chain]
+
+
+def _answered(idx: Sequence[int], chains: list[Chain]) -> list[int]:
+    """Chains that reached an answer (no answer can never be right); all of them if none did."""
+    kept = [i for i in idx if chains[i]["answer"] is not None]
+    return kept or list(idx)
+
+
+def majority(chains: list[Chain], _scores: list[list[float]]) -> Chain:
+    tally = vote([c["answer"] for c in chains])
+    if not tally:
+        return chains[0]
+    best = max(tally.items(), key=lambda kv: kv[1])[0]
+    return next(c for c in chains if answer_key(c["answer"]) == best)
+
+
+def best_of_n(agg: str) -> Picker:
+    def pick(chains: list[Chain], scores: list[list[float]]) -> Chain:
+        idx = _answered(range(len(chains)), chains)
+        best = max(idx, key=lambda i: (aggregate(scores[i] or [0.0], agg), -i))
+        return chains[best]
+
+    return pick
+
+
+def weighted_best_of_n(agg: str) -> Picker:
+    def pick(chains: list[Chain], scores: list[list[float]]) -> Chain:
+        tally = vote([c["answer"] for c in chains], [aggregate(s or [0.0], agg) for s in scores])
+        if not tally:
+            return chains[0]
+        best = max(tally.items(), key=lambda kv: kv[1])[0]
+        return next(c for c in chains if answer_key(c["answer"]) == best)
+
+    return pick
+
+
+def checker_vote(problem_texts: dict[str, str]) -> Picker:
+    """Exact equation checker as verifier: majority vote among chains with no false equation."""
+    from reasoner.synthetic import first_arithmetic_error
+
+    def pick(chains: list[Chain], _scores: list[list[float]]) -> Chain:
+        clean = [c for c in chains if first_arithmetic_error("\n\n".join(c["steps"])) == -1]
+        return majority(clean or chains, [])
+
+    return pick
+
+
+def group_accuracy(
+    samples: list[Chain], scores: list[list[float]], n: int, pick: Picker
+) -> tuple[float, float]:
+    """Mean accuracy and coverage of `pick` over the disjoint groups of n solutions."""
+    groups = range(0, len(samples) - n + 1, n)
+    acc = [float(pick(samples[g : g + n], scores[g : g + n])["correct"]) for g in groups]
+    cov = [float(any(c["correct"] for c in samples[g : g + n])) for g in groups]
+    return mean(acc), mean(cov)
+
+
+# ---- step-level F1 --------------------------------------------------------------------------------
+THRESHOLDS = [round(0.02 * i, 2) for i in range(1, 50)]
+
+
+def step_f1(problems: list, samples: dict, scores: dict | None, per_problem: int = 4) -> dict:
+    """F1 at threshold 0.5 and at the best threshold of a 0.02 grid (an oracle upper bound:
+    ER/soft labels are values, not probabilities of step correctness, so 0.5 is not their cut)."""
+    from reasoner.prm_eval import first_wrong_step, processbench_metrics
+    from reasoner.synthetic import first_arithmetic_error, first_error
+
+    preds, labels, chains = [], [], []
+    for p in problems:
+        for j, chain in enumerate(samples[p.id]["samples"][:per_problem]):
+            if not chain["steps"]:
+                continue
+            text = "\n\n".join(chain["steps"])
+            labels.append(first_error(p, text))
+            if scores is None:
+                preds.append(first_arithmetic_error(text))
+            else:
+                preds.append(first_wrong_step(scores[p.id][j]))
+                chains.append(scores[p.id][j])
+    out = {**processbench_metrics(preds, labels), "n": len(labels)}
+    if scores is not None:
+        best = max(
+            (processbench_metrics([first_wrong_step(s, t) for s in chains], labels)["f1"], t)
+            for t in THRESHOLDS
+        )
+        out["best_f1"], out["best_threshold"] = best
+    return out
+
+
+# ---- the table ------------------------------------------------------------------------------------
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from reasoner.synthetic import load_split
+
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    problems = load_split("test")[args.offset : args.offset + args.problems]
+    samples = sample_solutions(problems, args.max_n, args.seed, cache / "samples.jsonl")
+    prms = dict(item.split("=", 1) for item in args.prms.split(",")) if args.prms else {}
+    scores = {
+        name: score_solutions(path, problems, samples, cache / f"scores-{name}.jsonl", args.threads)
+        for name, path in prms.items()
+    }
+    none = {p.id: [[] for _ in samples[p.id]["samples"]] for p in problems}
+    rows: list[dict[str, Any]] = []
+
+    def add(method: str, prm: str, agg: str, n: int, pick: Picker, sc: dict) -> None:
+        per = [group_accuracy(samples[p.id]["samples"], sc[p.id], n, pick) for p in problems]
+        accs = [a for a, _ in per]
+        lo, hi = bootstrap_interval(accs)
+        rows.append(
+            {
+                "method": method,
+                "prm": prm,
+                "aggregation": agg,
+                "n": n,
+                "accuracy": mean(accs),
+                "ci95": [lo, hi],
+                "coverage": mean(c for _, c in per),
+                "problems": len(problems),
+                "groups_per_problem": args.max_n // n,
+            }
+        )
+
+    greedy = [float(samples[p.id]["greedy"]["correct"]) for p in problems]
+    lo, hi = bootstrap_interval(greedy)
+    rows.append(
+        {
+            "method": "greedy",
+            "prm": "-",
+            "aggregation": "-",
+            "n": 1,
+            "accuracy": mean(greedy),
+            "ci95": [lo, hi],
+            "coverage": mean(greedy),
+            "problems": len(problems),
+            "groups_per_problem": 1,
+        }
+    )
+    texts = {p.id: p.text for p in problems}
+    for n in args.budgets:
+        add("random sample", "-", "-", n, lambda c, s: c[0], none)
+        add("majority", "-", "-", n, majority, none)
+        add("equation checker + vote", "exact", "-", n, checker_vote(texts), none)
+        for name in prms:
+            for agg in args.aggregations:
+                add("best_of_n", name, agg, n, best_of_n(agg), scores[name])
+            add("weighted_best_of_n", name, "last", n, weighted_best_of_n("last"), scores[name])
+    f1 = {name: step_f1(problems, samples, scores[name]) for name in prms}
+    f1["equation checker (exact)"] = step_f1(problems, samples, None)
+    return {
+        "command": "python -m benchmarks.er_experiment " + " ".join(sys.argv[1:]),
+        "problems": f"arith test {args.offset}-{args.offset + len(problems) - 1}",
+        "max_n": args.max_n,
+        "prms": prms,
+        "rows": rows,
+        "step_f1": f1,
+        "policy_tokens_per_sample": mean(
+            c["tokens"] for p in problems for c in samples[p.id]["samples"]
+        ),
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# ER-PRM experiment: best-of-N with PRMs from the same rollouts (arith test)",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Problems: {report['problems']}; one sampling run of {report['max_n']} solutions per "
+        "problem (temperature 1) scored by every PRM; a budget-n row averages the "
+        f"{report['max_n']}/n disjoint groups of n solutions; 95% CI: bootstrap over problems. "
+        "best_of_n picks among solutions that reached an answer.",
+        "",
+        "| method | PRM | agg | N | accuracy % (95% CI) | coverage % |",
+        "|---|---|---|---:|---|---:|",
+    ]
+    for r in report["rows"]:
+        lo, hi = r["ci95"]
+        lines.append(
+            f"| {r['method']} | {r['prm']} | {r['aggregation']} | {r['n']} | "
+            f"{100 * r['accuracy']:.1f} ({100 * lo:.1f}-{100 * hi:.1f}) | "
+            f"{100 * r['coverage']:.1f} |"
+        )
+    lines += [
+        "",
+        "## Step-level F1 (ProcessBench style, first 4 solutions per problem, exact labels)",
+        "",
+        "| PRM | n | acc. erroneous % | acc. correct % | F1 % (t=0.5) | best F1 % (t) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, m in report["step_f1"].items():
+        best = f"{100 * m['best_f1']:.1f} ({m['best_threshold']})" if "best_f1" in m else "-"
+        lines.append(
+            f"| {name} | {m['n']} | {100 * m['error_accuracy']:.1f} | "
+            f"{100 * m['correct_accuracy']:.1f} | {100 * m['f1']:.1f} | {best} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--prms", default="", help="name=path,... (PRM checkpoints)")
+    ap.add_argument("--problems", type=int, default=300)
+    ap.add_argument("--offset", type=int, default=0)
+    ap.add_argument("--max-n", type=int, default=64)
+    ap.add_argument("--budgets", default="4,16,64")
+    ap.add_argument("--aggregations", default="min,last")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cache", default="runs/er_experiment")
+    ap.add_argument("--out", default="benchmarks/results/er_experiment")
+    args = ap.parse_args(argv)
+    args.budgets = [int(b) for b in args.budgets.split(",")]
+    args.aggregations = args.aggregations.split(",")
+    bad = [b for b in args.budgets if b < 1 or args.max_n % b]
+    if bad:
+        ap.error(f"budgets {bad} must divide --max-n {args.max_n}")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    report = run(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(report, indent=2))
+    (out / "summary.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

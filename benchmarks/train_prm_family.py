@@ -1,0 +1,46 @@
+"""Train the PRM family of the ER-PRM experiment from ONE set of stored rollouts.
+
+Label kinds: hard, soft, ER at each eta, and ORM; every other setting comes from the training
+config (reasoner/configs/prm.toml), so the label is the only difference between the PRMs.
+Each PRM goes to RUNS/prm-KIND; finished ones are skipped and an interrupted one resumes.
+
+Usage: python -m benchmarks.train_prm_family [--kinds hard,soft,er-0.5,...] [--runs runs]
+Then: python -m benchmarks.er_experiment --prms hard=runs/prm-hard/final,...
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+KINDS = "hard,soft,er-0.5,er-1,er-2,er-5,er-10,orm"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from reasoner.training.prm_trainer import PRMTrainConfig, train_prm
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--config", default="reasoner/configs/prm.toml")
+    ap.add_argument("--kinds", default=KINDS)
+    ap.add_argument("--runs", default="runs")
+    ap.add_argument("--epochs", type=float, help="override the config's epochs")
+    args = ap.parse_args(argv)
+    for kind in args.kinds.split(","):
+        out = Path(args.runs) / f"prm-{kind}"
+        if (out / "final" / "prm_training.json").exists():
+            print(f"{kind}: done ({out / 'final'})")
+            continue
+        overrides = {"label": kind, "out_dir": str(out)}
+        if args.epochs is not None:
+            overrides["epochs"] = args.epochs
+        cfg = PRMTrainConfig.from_toml(args.config, **overrides)
+        t0 = time.time()
+        train_prm(cfg)
+        print(f"{kind}: trained in {time.time() - t0:.0f} s -> {out / 'final'}", flush=True)
+    print("--prms " + ",".join(f"{k}={args.runs}/prm-{k}/final" for k in args.kinds.split(",")))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
