@@ -52,6 +52,13 @@ def _append(path: Path, rows: list[dict]) -> None:
         os.fsync(fh.fileno())
 
 
+def _problem_seed(seed: int, problem_id: str) -> int:
+    """A problem's sampling seed: fixed by its id, whatever the offset or an earlier resume."""
+    import zlib
+
+    return seed * 1_000_003 + zlib.crc32(problem_id.encode())
+
+
 def sample_solutions(problems: list, max_n: int, seed: int, path: Path, chunk: int = 8) -> dict:
     """N_max temperature-1 solutions and one greedy solution per problem (cached, resumable)."""
     from tqdm import tqdm
@@ -71,8 +78,8 @@ def sample_solutions(problems: list, max_n: int, seed: int, path: Path, chunk: i
             t0 = time.perf_counter()
             sampled = policy.generate(
                 [
-                    GenRequest(ids, max_n, seed * 1_000_003 + i + start, "end", 1.0)
-                    for i, ids in enumerate(prompts)
+                    GenRequest(ids, max_n, _problem_seed(seed, p.id), "end", 1.0)
+                    for p, ids in zip(part, prompts)
                 ]
             )
             greedy = policy.generate([GenRequest(ids, 1, 0, "end", 0.0) for ids in prompts])

@@ -4,6 +4,9 @@
    versus one `solve` call each; same seeds, so the results must match. Wall seconds and ratio.
 2. Redundancy (beam and MCTS at N=16): tokens each model computed divided by the distinct tokens
    of the tree (policy: prompt + every step once; PRM: prompt + every scored step and tag once).
+3. Batching ceiling: first-step generation for one problem's N rows per call versus all problems'
+   rows in one call, and PRM scoring likewise; the throughput ratio bounds what lockstep batching
+   can gain on this machine (a compute-bound model gains little from bigger batches).
 
 Usage: python -m benchmarks.perf_search [--problems 32] [--prm embedded] [--out benchmarks/results]
 Writes perf_search.json and perf_search.md.
@@ -37,6 +40,49 @@ def prm_distinct_tokens(prm, tree) -> int:
         base = len(parent_ids) if parent_ids else len(prm.builder.build(tree.problem_text, [])[0])
         total += len(ids) - base
     return total
+
+
+def batching_ceiling(policy, prm, problems, n: int) -> dict:
+    """Tokens/s of one call per problem (N rows) vs one call for all problems (N x P rows)."""
+    from reasoner.models.base import GenRequest, ScoreRequest
+
+    prompts = [policy.encode_prompt(p.text) for p in problems]
+
+    def gen(batch):
+        t0 = time.perf_counter()
+        outs = policy.generate([GenRequest(ids, n, 7 + i, "step", 1.0) for i, ids in batch])
+        tokens = sum(c.new_tokens for out in outs for c in out)
+        return outs, tokens, time.perf_counter() - t0
+
+    policy.clear_cache()
+    gen(list(enumerate(prompts[:2])))  # warm-up
+    single = [gen([(i, ids)]) for i, ids in enumerate(prompts)]
+    t_single = sum(s[2] for s in single)
+    tok_single = sum(s[1] for s in single)
+    outs, tok_all, t_all = gen(list(enumerate(prompts)))
+    chains = [
+        ScoreRequest(p.text, [c.steps[0].text if c.steps else ""])
+        for p, out in zip(problems, outs)
+        for c in out
+    ]
+    prm.clear_cache()
+    t0 = time.perf_counter()
+    prm_single = 0
+    for k in range(len(problems)):
+        prm.clear_cache()
+        prm_single += prm.score(chains[k * n : (k + 1) * n])[1]
+    t_prm_single = time.perf_counter() - t0
+    prm.clear_cache()
+    t0 = time.perf_counter()
+    prm_all = prm.score(chains)[1]
+    t_prm_all = time.perf_counter() - t0
+    return {
+        "rows_per_call": [n, n * len(problems)],
+        "policy_tok_s": [tok_single / t_single, tok_all / t_all],
+        "policy_ratio": (tok_all / t_all) / (tok_single / t_single),
+        "prm_tok_s": [prm_single / t_prm_single, prm_all / t_prm_all],
+        "prm_ratio": (prm_all / t_prm_all) / (prm_single / t_prm_single),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
             "policy_tokens_mean": sum(s.stats.policy_tokens for s in sols) / len(sols),
             "prm_tokens_mean": sum(s.stats.prm_tokens for s in sols) / len(sols),
         }
+    # 3. batching ceiling
+    report["ceiling"] = batching_ceiling(
+        load_policy(args.policy), load_prm(args.prm), problems, args.budget
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "perf_search.json").write_text(json.dumps(report, indent=2))
@@ -127,6 +177,14 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {v['policy_median']:.2f} / {v['policy_mean']:.2f} | {v['prm_median']:.2f} / {v['prm_mean']:.2f} "
             f"| {v['policy_tokens_mean']:.0f} | {v['prm_tokens_mean']:.0f} |"
         )
+    c = report["ceiling"]
+    lines += [
+        "",
+        f"Batching ceiling (first step of {len(problems)} problems): {c['rows_per_call'][0]} rows per "
+        f"call vs {c['rows_per_call'][1]}: policy {c['policy_tok_s'][0]:.0f} vs "
+        f"{c['policy_tok_s'][1]:.0f} new tok/s ({c['policy_ratio']:.2f}x); PRM "
+        f"{c['prm_tok_s'][0]:.0f} vs {c['prm_tok_s'][1]:.0f} tok/s ({c['prm_ratio']:.2f}x).",
+    ]
     (out / "perf_search.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
