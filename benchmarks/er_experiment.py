@@ -234,6 +234,51 @@ def step_f1(problems: list, samples: dict, scores: dict | None, per_problem: int
     return out
 
 
+# ---- within-problem ranking ----------------------------------------------------------------------
+def chain_hash_scores(problems: list, samples: dict) -> dict[str, list[list[float]]]:
+    """A content-blind control PRM: one uniform score per distinct chain text (so identical chains
+    score alike, as with any deterministic PRM), repeated at every step."""
+    import zlib
+
+    out = {}
+    for p in problems:
+        out[p.id] = []
+        for chain in samples[p.id]["samples"]:
+            text = "\n".join(chain["steps"])
+            u = zlib.crc32(f"{p.id}\n{text}".encode()) / 2**32
+            out[p.id].append([u] * max(1, len(chain["steps"])))
+    return out
+
+
+def ranking(problems: list, samples: dict, scores: dict, per_problem: int = 16) -> dict:
+    """Pairwise accuracy of a PRM's min and last score over (right, wrong) answered solutions of
+    the SAME problem (what best-of-N needs), and AUC of the min score across all problems."""
+    from reasoner.training.prm_trainer import roc_auc
+
+    pairs: dict[str, list[float]] = {"min": [], "last": []}
+    flat, truth = [], []
+    for p in problems:
+        answered = [
+            (c, s)
+            for c, s in zip(samples[p.id]["samples"][:per_problem], scores[p.id])
+            if c["answer"] is not None and s
+        ]
+        flat += [min(s) for _, s in answered]
+        truth += [c["correct"] for c, _ in answered]
+        right = [s for c, s in answered if c["correct"]]
+        wrong = [s for c, s in answered if not c["correct"]]
+        for agg, f in (("min", min), ("last", lambda v: v[-1])):
+            for a in right:
+                for b in wrong:
+                    pairs[agg].append(float(f(a) > f(b)) + 0.5 * float(f(a) == f(b)))
+    return {
+        "pair_acc_min": mean(pairs["min"]) if pairs["min"] else float("nan"),
+        "pair_acc_last": mean(pairs["last"]) if pairs["last"] else float("nan"),
+        "pairs": len(pairs["min"]),
+        "auc_across_problems": roc_auc(flat, truth),
+    }
+
+
 # ---- the table ------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from reasoner.synthetic import load_split
@@ -284,10 +329,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
     )
     texts = {p.id: p.text for p in problems}
+    control = chain_hash_scores(problems, samples)
     for n in args.budgets:
         add("random sample", "-", "-", n, lambda c, s: c[0], none)
         add("majority", "-", "-", n, majority, none)
         add("equation checker + vote", "exact", "-", n, checker_vote(texts), none)
+        add("best_of_n", "content-blind control", "min", n, best_of_n("min"), control)
         for name in prms:
             for agg in args.aggregations:
                 add("best_of_n", name, agg, n, best_of_n(agg), scores[name])
@@ -301,6 +348,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "prms": prms,
         "rows": rows,
         "step_f1": f1,
+        "ranking": {
+            **{name: ranking(problems, samples, scores[name]) for name in prms},
+            "content-blind control": ranking(problems, samples, control),
+        },
         "policy_tokens_per_sample": mean(
             c["tokens"] for p in problems for c in samples[p.id]["samples"]
         ),
@@ -339,6 +390,23 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {m['n']} | {100 * m['error_accuracy']:.1f} | "
             f"{100 * m['correct_accuracy']:.1f} | {100 * m['f1']:.1f} | {best} |"
+        )
+    lines += [
+        "",
+        "## Within-problem ranking (first 16 solutions per problem, answered ones)",
+        "",
+        "Pair accuracy: share of (right, wrong) solution pairs of the same problem that the PRM "
+        "orders right (0.5 = chance); AUC: the min score of right vs wrong solutions pooled over "
+        "all problems (rewards knowing which problems are easy). The content-blind control gives "
+        "each distinct chain a hash-uniform score.",
+        "",
+        "| PRM | pairs | pair acc. (min) | pair acc. (last) | AUC across problems |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, m in report.get("ranking", {}).items():
+        lines.append(
+            f"| {name} | {m['pairs']} | {m['pair_acc_min']:.3f} | {m['pair_acc_last']:.3f} | "
+            f"{m['auc_across_problems'] or float('nan'):.3f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -16,6 +16,7 @@ KEEP = (
     "special_tokens_map.json",
     "step_format.json",
     "chat_template.jinja",
+    "prm_training.json",  # provenance: config, data checksum, final metrics
 )
 
 
