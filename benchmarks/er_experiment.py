@@ -202,6 +202,62 @@ def group_accuracy(
     return mean(acc), mean(cov)
 
 
+def likelihood_scores(problems: list, samples: dict, path: Path, chunk: int = 4) -> dict:
+    """A model-free-of-training baseline verifier: each step scored by the policy's own
+    confidence in it, exp(mean token log-probability) (cached, resumable). Sampling slips are
+    low-probability tokens, so this is the signal a PRM fine-tuned from the policy could use."""
+    import torch
+    from tqdm import tqdm
+
+    from reasoner.api import load_policy
+
+    done = _read_jsonl(path)
+    todo = [p for p in problems if p.id not in done]
+    if todo:
+        policy = load_policy("embedded")
+        tok, fmt, model = policy.tokenizer, policy.step_format, policy.model
+        pad = tok.pad_token_id or 0
+        for start in tqdm(range(0, len(todo), chunk), desc="score likelihood", unit="chunk"):
+            part = todo[start : start + chunk]
+            seqs, spans = [], []
+            for p in part:
+                prompt = policy.encode_prompt(p.text)
+                for chain in samples[p.id]["samples"]:
+                    ids, bounds = list(prompt), []
+                    for i, step in enumerate(chain["steps"] or [""]):
+                        last = i + 1 == len(chain["steps"] or [""])
+                        piece = step + ("" if last else fmt.delimiter)
+                        begin = len(ids)
+                        ids += tok.encode(piece, add_special_tokens=False)
+                        bounds.append((begin, len(ids)))
+                    seqs.append(ids)
+                    spans.append(bounds)
+            width = max(len(x) for x in seqs)
+            batch = torch.full((len(seqs), width), pad, dtype=torch.long)
+            mask = torch.zeros_like(batch)
+            for i, x in enumerate(seqs):
+                batch[i, : len(x)] = torch.tensor(x)
+                mask[i, : len(x)] = 1
+            with torch.no_grad():
+                logp = torch.log_softmax(model(input_ids=batch, attention_mask=mask).logits, -1)
+            token_lp = logp[:, :-1].gather(2, batch[:, 1:, None])[..., 0]
+            chain_scores = [
+                [
+                    float(token_lp[i, b - 1 : e - 1].mean().exp()) if e > b else 0.0
+                    for b, e in bounds
+                ]
+                for i, bounds in enumerate(spans)
+            ]
+            rows, k = [], 0
+            for p in part:
+                n = len(samples[p.id]["samples"])
+                rows.append({"id": p.id, "scores": chain_scores[k : k + n]})
+                k += n
+            _append(path, rows)
+            done.update({r["id"]: r for r in rows})
+    return {p.id: done[p.id]["scores"] for p in problems}
+
+
 # ---- step-level F1 --------------------------------------------------------------------------------
 THRESHOLDS = [round(0.02 * i, 2) for i in range(1, 50)]
 
@@ -292,6 +348,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         name: score_solutions(path, problems, samples, cache / f"scores-{name}.jsonl", args.threads)
         for name, path in prms.items()
     }
+    if args.likelihood:
+        scores["policy likelihood"] = likelihood_scores(
+            problems, samples, cache / "scores-policy-likelihood.jsonl"
+        )
     none = {p.id: [[] for _ in samples[p.id]["samples"]] for p in problems}
     rows: list[dict[str, Any]] = []
 
@@ -335,11 +395,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         add("majority", "-", "-", n, majority, none)
         add("equation checker + vote", "exact", "-", n, checker_vote(texts), none)
         add("best_of_n", "content-blind control", "min", n, best_of_n("min"), control)
-        for name in prms:
+        for name in scores:
             for agg in args.aggregations:
                 add("best_of_n", name, agg, n, best_of_n(agg), scores[name])
             add("weighted_best_of_n", name, "last", n, weighted_best_of_n("last"), scores[name])
-    f1 = {name: step_f1(problems, samples, scores[name]) for name in prms}
+    f1 = {name: step_f1(problems, samples, scores[name]) for name in scores}
     f1["equation checker (exact)"] = step_f1(problems, samples, None)
     return {
         "command": "python -m benchmarks.er_experiment " + " ".join(sys.argv[1:]),
@@ -349,7 +409,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rows": rows,
         "step_f1": f1,
         "ranking": {
-            **{name: ranking(problems, samples, scores[name]) for name in prms},
+            **{name: ranking(problems, samples, scores[name]) for name in scores},
             "content-blind control": ranking(problems, samples, control),
         },
         "policy_tokens_per_sample": mean(
@@ -420,6 +480,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budgets", default="4,16,64")
     ap.add_argument("--aggregations", default="min,last")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--likelihood", action="store_true", help="add the policy-likelihood verifier baseline"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", default="runs/er_experiment")
     ap.add_argument("--out", default="benchmarks/results/er_experiment")

@@ -174,7 +174,14 @@ def model_fingerprint(spec: str, kind: str) -> dict[str, Any] | None:
     the run starts."""
     if spec == "none":
         return None
+    from reasoner.models import checker_prm
     from reasoner.models.resolve import resolve_model_path
+
+    if spec == checker_prm.CHECKER_SPEC:  # model-free: fingerprint the checker's code instead
+        here = Path(checker_prm.__file__)
+        files = [here, here.parents[1] / "synthetic" / "checker.py"]
+        digest = hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
+        return {"path": f"builtin:{spec}", "bytes": 0, "sha256": digest, "exact": True}
 
     path = resolve_model_path(spec, kind)
     files = sorted(p for p in path.rglob("*") if p.is_file() and ".cache" not in p.parts)

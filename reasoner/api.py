@@ -32,11 +32,16 @@ def load_policy(spec: Any, backend: str = "hf", step_format: Any = None, **kwarg
 
 
 def load_prm(spec: Any, backend: str = "hf", step_format: Any = None, **kwargs: Any) -> Any:
-    """A PRM object from 'embedded', a checkpoint path, None (no PRM) or a built PRM."""
+    """A PRM object from 'embedded', a checkpoint path, 'equation-checker' (the model-free
+    reference verifier for arith-style chains), None (no PRM) or a built PRM."""
     if spec is None or spec == "none":
         return None
     if not isinstance(spec, (str, Path)):
         return spec
+    from reasoner.models.checker_prm import CHECKER_SPEC, EquationCheckerPRM
+
+    if str(spec) == CHECKER_SPEC:
+        return EquationCheckerPRM()
     if backend == "hf":
         from reasoner.models.hf_prm import HFPRM
 

@@ -369,12 +369,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_label)
 
-    p = sub.add_parser("train-prm", help="train a PRM on labeled rollouts (er/soft/hard/orm)")
+    p = sub.add_parser("train-prm", help="train a PRM on labeled rollouts (er/soft/hard/orm/exact)")
     p.add_argument("--config", help="TOML with PRMTrainConfig fields (reasoner/configs/prm.toml)")
     p.add_argument("--data")
     p.add_argument("--out")
     p.add_argument("--base", help="HF causal LM to start from ('embedded' = the shipped policy)")
-    p.add_argument("--label", help="er | soft | hard | orm, or er-ETA")
+    p.add_argument(
+        "--label",
+        help="er | soft | hard | orm | exact (oracle step truth, synthetic suites), or er-ETA",
+    )
     p.add_argument("--eta", type=float)
     p.add_argument("--epochs", type=float)
     p.add_argument("--seed", type=int)

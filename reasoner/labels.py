@@ -23,7 +23,9 @@ __all__ = [
     "resolve_label_kind",
 ]
 
-LABEL_KINDS = ("er", "soft", "hard", "orm")  # every label family a PRM can be trained on
+# every label family a PRM can be trained on; "exact" is the oracle step truth of a synthetic
+# suite (1 before the first wrong step, 0 from it on), a diagnostic upper bound, not a method
+LABEL_KINDS = ("er", "soft", "hard", "orm", "exact")
 ROLLOUT_KINDS = ("er", "soft", "hard")  # the ones computed from one prefix's rollout rewards
 
 # Below this value of eta * (max - min) a third-order cumulant series is exact to double precision
@@ -34,7 +36,7 @@ _SERIES_LIMIT = 1e-5
 _EXPM1_LIMIT = 1.0
 
 _VALID_SPECS = (
-    "'hard', 'soft', 'orm', 'er' (eta given separately), or 'er-<eta>' / 'er:<eta>' / "
+    "'hard', 'soft', 'orm', 'exact', 'er' (eta given separately), or 'er-<eta>' / 'er:<eta>' / "
     "'er=<eta>' with eta a float >= 0 (0 = soft, inf = hard), e.g. 'er-2', 'er:0.5', 'er=5'"
 )
 
@@ -157,7 +159,7 @@ def parse_label_kind(spec: str) -> tuple[str, float | None]:
     if not isinstance(spec, str):
         raise ValueError(f"label kind must be a string: {_VALID_SPECS}; got {spec!r}")
     text = spec.strip().lower()
-    if text in ("hard", "soft", "orm"):
+    if text in ("hard", "soft", "orm", "exact"):
         return text, None
     if not text.startswith("er"):
         raise ValueError(f"unknown label kind {spec!r}: valid forms are {_VALID_SPECS}")
@@ -209,10 +211,10 @@ def label_value(rewards: Sequence[float], kind: str, eta: float | None = None) -
     per-solution label and is not computed from rollouts: use LabeledSolution.values for it.
     """
     name, e = resolve_label_kind(kind, eta)
-    if name == "orm":
+    if name in ("orm", "exact"):
         raise ValueError(
-            "label kind 'orm' labels a whole solution by its own correctness, not a prefix's "
-            "rollouts: use LabeledSolution.values('orm')"
+            f"label kind {name!r} labels a whole solution (its correctness or its exact first "
+            f"wrong step), not a prefix's rollouts: use LabeledSolution.values({name!r})"
         )
     if name == "soft":
         return er_value(rewards, 0.0)

@@ -1,6 +1,7 @@
 """Rollout labeling and PRM training end to end with tiny real models."""
 
 import json
+import math
 
 import pytest
 from conftest import toy_problems
@@ -12,6 +13,7 @@ from reasoner.step_format import StepFormat
 from reasoner.training.labeling import LabelConfig, label_chunk, run_labeling
 from reasoner.training.prm_trainer import PRMTrainConfig, roc_auc, train_prm
 from reasoner.training.records import LabeledSolution, read_records
+from reasoner.types import ReasonerError
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +124,42 @@ def test_pairwise_accuracy_counts_only_pairs_within_a_problem():
     # a: 0.5 vs 0.4 (win), 0.5 vs 0.5 (tie); b: 0.9 vs 0.95 (loss)
     assert pairwise_accuracy(ex, [0.5, 0.4, 0.5, 0.9, 0.95, 0.1]) == (1 + 0.5 + 0) / 3
     assert pairwise_accuracy(ex[5:], [0.1]) is None
+
+
+def test_prm_format_override_and_lm_loss_reach_the_checkpoint(tiny_ckpt, tmp_path):
+    """The PRM input format can follow the policy's own prompt; an auxiliary LM loss trains too."""
+    cfg = PRMTrainConfig(
+        base=str(tiny_ckpt),
+        out_dir=str(tmp_path / "prm"),
+        label="exact",
+        eta=None,
+        epochs=1,
+        batch_size=8,
+        eval_every=1000,
+        save_every=1000,
+        val_fraction=0.25,
+        prm_format={"prm_prompt_template": "Question: {problem}\nAnswer:\n"},
+        lm_loss_weight=0.5,
+    )
+    final = train_prm(cfg, records=learnable_records(40), progress=False)
+    saved = json.loads((final / "step_format.json").read_text())
+    assert saved["prm_prompt_template"] == "Question: {problem}\nAnswer:\n"
+    prm = HFPRM(final)
+    ids, tags = prm.builder.build("How many?", ["So x = 5."])
+    text = prm.tokenizer.decode(ids[: tags[0]], skip_special_tokens=True)
+    assert text == "Question: How many?\nAnswer:\nSo x = 5."
+    log = [json.loads(x) for x in (tmp_path / "prm" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 4 and math.isfinite(log[-1]["train_loss"])
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [({"prm_format": {"delimiter": "\n"}}, "not PRM input fields"),
+     ({"prm_format": "x"}, "must be a table"), ({"lm_loss_weight": -1.0}, ">= 0")],
+)  # fmt: skip
+def test_bad_recipe_options_fail_before_training(tiny_ckpt, tmp_path, changes, match):
+    cfg = PRMTrainConfig(base=str(tiny_ckpt), out_dir=str(tmp_path / "prm"), label="hard", eta=None)
+    for key, value in changes.items():
+        setattr(cfg, key, value)
+    with pytest.raises(ReasonerError, match=match):
+        train_prm(cfg, records=learnable_records(8), progress=False)

@@ -81,6 +81,20 @@ def test_values_of_each_kind() -> None:
     assert wrong.values("er-1000") == [pytest.approx(1 - math.log(2) / 1000), 0.0]
 
 
+def test_exact_values_follow_the_first_wrong_step_not_the_rollouts() -> None:
+    steps = ["a", "b", "c"]
+    outcomes = [[1.0, 1.0], [1.0, 0.0], [0.0]]
+    record = make(steps=steps, outcomes=outcomes, correct=False, first_error=1)
+    assert record.values("exact") == [1.0, 0.0, 0.0]
+    assert make(steps=steps, outcomes=outcomes, correct=False, first_error=-1).values("exact") == [
+        1.0,
+        1.0,
+        1.0,
+    ]
+    with pytest.raises(ReasonerError, match="first_error.*synthetic"):
+        make(steps=steps, outcomes=outcomes, correct=False, first_error=None).values("exact")
+
+
 @pytest.mark.parametrize(
     ("kind", "eta", "match"),
     [("er", None, "needs eta"), ("hard", 2.0, "only applies"), ("er-2", 3.0, "says eta"),

@@ -49,6 +49,12 @@ class PRMTrainConfig:
     save_every: int = 100
     threads: int = 2
     limit: int = 0  # 0 = every record (never a silent cap)
+    # overrides of the PRM input fields of the base's step format (prm_prompt_template,
+    # prm_step_joiner, step_tag ...); saved with the checkpoint so scoring builds the same input
+    prm_format: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # weight of an auxiliary next-token loss on the solution tokens: keeps the base policy's
+    # knowledge of what a right step looks like, which the tag readout can then use (0 = off)
+    lm_loss_weight: float = 0.0
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> PRMTrainConfig:
@@ -73,6 +79,7 @@ def build_examples(
     examples = []
     for r in records:
         ids, tags = builder.build(r.problem, r.steps)
+        prompt_len = len(builder.build(r.problem, [])[0])
         values = r.values(label, eta)
         truth = None
         if r.first_error is not None:
@@ -88,6 +95,7 @@ def build_examples(
                 "truth": truth,
                 "problem": r.problem_id,
                 "correct": r.correct,
+                "prompt_len": prompt_len,
             }
         )
     return examples
@@ -138,10 +146,31 @@ def _batch_tensors(batch: list[dict], pad_id: int):
 
 def tag_margins(model: Any, batch: list[dict], pad_id: int, pos_id: int, neg_id: int):
     """z+ - z- at every tag of the batch, plus the targets (flattened in batch order)."""
+    margin, targets, _ = tag_margins_and_lm_loss(model, batch, pad_id, pos_id, neg_id, None)
+    return margin, targets
+
+
+def tag_margins_and_lm_loss(
+    model: Any, batch: list[dict], pad_id: int, pos_id: int, neg_id: int, tag_id: int | None
+):
+    """One forward pass: the tag margins and targets, and (tag_id given) the mean next-token loss
+    on the solution's text tokens (not the prompt, tags or padding), else None."""
+    import torch
+
     ids, attn, rows, cols, targets = _batch_tensors(batch, pad_id)
     logits = model(input_ids=ids, attention_mask=attn).logits
     picked = logits[rows, cols][:, [pos_id, neg_id]].float()
-    return picked[:, 0] - picked[:, 1], targets
+    lm_loss = None
+    if tag_id is not None:
+        nxt = ids[:, 1:].clone()
+        keep = attn[:, 1:].bool() & (nxt != tag_id)
+        for b, e in enumerate(batch):
+            keep[b, : max(0, e["prompt_len"] - 1)] = False
+        nxt[~keep] = -100
+        lm_loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].float().reshape(-1, logits.shape[-1]), nxt.reshape(-1), ignore_index=-100
+        )
+    return picked[:, 0] - picked[:, 1], targets, lm_loss
 
 
 def pairwise_accuracy(examples: list[dict], chain_scores: list[float]) -> float | None:
@@ -242,6 +271,20 @@ def train_prm(
     base = resolve_model_path(cfg.base, "policy")
     tokenizer = load_tokenizer(base)
     fmt: StepFormat = load_step_format(base, None)
+    if not isinstance(cfg.prm_format, dict):
+        raise ReasonerError(f"train-prm: prm_format must be a table, got {cfg.prm_format!r}")
+    if cfg.prm_format:
+        allowed = {"prm_prompt_template", "prm_step_joiner", "step_tag"}
+        allowed |= {"positive_token", "negative_token"}
+        unknown = sorted(set(cfg.prm_format) - allowed)
+        if unknown:
+            raise ReasonerError(
+                f"train-prm: prm_format keys {unknown} are not PRM input fields; valid: "
+                f"{', '.join(sorted(allowed))}"
+            )
+        fmt = dataclasses.replace(fmt, **cfg.prm_format)
+    if cfg.lm_loss_weight < 0:
+        raise ReasonerError(f"train-prm: lm_loss_weight must be >= 0, got {cfg.lm_loss_weight}")
     model = load_causal_lm(base, "float32")
     if cfg.dtype == "bfloat16":
         model = model.to(torch.bfloat16)
@@ -292,8 +335,17 @@ def train_prm(
     for step in range(start, total_steps):
         for group in optim.param_groups:
             group["lr"] = lr_at(step)
-        margin, target = tag_margins(model, batch_for(step), pad_id, builder.pos_id, builder.neg_id)
+        margin, target, lm_loss = tag_margins_and_lm_loss(
+            model,
+            batch_for(step),
+            pad_id,
+            builder.pos_id,
+            builder.neg_id,
+            builder.tag_id if cfg.lm_loss_weight > 0 else None,
+        )
         loss = torch.nn.functional.binary_cross_entropy_with_logits(margin, target)
+        if lm_loss is not None:
+            loss = loss + cfg.lm_loss_weight * lm_loss
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)

@@ -145,7 +145,7 @@ class LabeledSolution:
         return checked
 
     def values(self, kind: str, eta: float | None = None) -> list[float]:
-        """Per-step labels of a kind: "er" (with eta), "soft", "hard", "orm", or a spec like "er-2".
+        """Per-step labels of a kind: "er" (with eta), "soft", "hard", "orm", "exact", or "er-2".
 
         "orm" gives every step the solution's final correctness; the others are computed from
         each step's rollout rewards (the last step is the solution's own correctness).
@@ -154,11 +154,24 @@ class LabeledSolution:
             name, e = resolve_label_kind(kind, eta)
             if name == "orm":
                 return [float(self.correct)] * len(self.steps)
+            if name == "exact":
+                return self._exact_values()
             return [label_value(rewards, name, e) for rewards in self.outcomes]
         except ReasonerError:
             raise
         except ValueError as exc:
             raise ReasonerError(str(exc)) from None
+
+    def _exact_values(self) -> list[float]:
+        """Oracle step truth: 1 before the first wrong step, 0 from it on (needs first_error)."""
+        if self.first_error is None:
+            raise _field_error(
+                "first_error",
+                f"label kind 'exact' needs each record's first wrong step, which problem "
+                f"{self.problem_id!r} lacks (only synthetic suites with a step checker have it)",
+            )
+        stop = len(self.steps) if self.first_error == -1 else self.first_error
+        return [1.0 if i < stop else 0.0 for i in range(len(self.steps))]
 
     def to_dict(self, label: str | None = None) -> dict[str, Any]:
         """A JSON-ready dict. With a label spec (e.g. "er-2") it also carries "label" and the
