@@ -55,6 +55,9 @@ class PRMTrainConfig:
     # weight of an auxiliary next-token loss on the solution tokens: keeps the base policy's
     # knowledge of what a right step looks like, which the tag readout can then use (0 = off)
     lm_loss_weight: float = 0.0
+    # slip-negative copies per training record (reasoner.training.augment): minimal pairs that
+    # differ from a labeled solution in one equation's result; validation data is never augmented
+    slip_negatives: int = 0
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> PRMTrainConfig:
@@ -299,6 +302,12 @@ def train_prm(
         )
     builder = PRMInputBuilder(tokenizer, fmt, cfg.max_length)
     train_recs, val_recs = split_by_problem(records, cfg.val_fraction, cfg.seed)
+    if cfg.slip_negatives < 0:
+        raise ReasonerError(f"train-prm: slip_negatives must be >= 0, got {cfg.slip_negatives}")
+    if cfg.slip_negatives:
+        from reasoner.training.augment import slip_negatives
+
+        train_recs = train_recs + slip_negatives(train_recs, cfg.slip_negatives, cfg.seed)
     train_ex = build_examples(train_recs, builder, label, eta)
     val_ex = build_examples(val_recs, builder, label, eta)
     steps_per_epoch = math.ceil(len(train_ex) / cfg.batch_size)
@@ -387,6 +396,7 @@ def train_prm(
         "label": label,
         "eta": eta,
         "train_records": len(train_ex),
+        "slip_negatives": cfg.slip_negatives,
         "val_records": len(val_ex),
         "steps": total_steps,
     }
