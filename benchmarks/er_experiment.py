@@ -202,11 +202,42 @@ def group_accuracy(
     return mean(acc), mean(cov)
 
 
-def likelihood_scores(problems: list, samples: dict, path: Path, chunk: int = 4) -> dict:
-    """A model-free-of-training baseline verifier: each step scored by the policy's own
-    confidence in it, exp(mean token log-probability) (cached, resumable). Sampling slips are
-    low-probability tokens, so this is the signal a PRM fine-tuned from the policy could use."""
+def step_likelihoods(policy, chains: list[tuple[str, list[str]]]) -> list[list[float]]:
+    """exp(mean token log-probability) of every step of every (problem, steps) chain under the
+    policy, in one padded forward pass: the policy's own confidence in each step."""
     import torch
+
+    tok, fmt, model = policy.tokenizer, policy.step_format, policy.model
+    seqs, spans = [], []
+    for problem, steps in chains:
+        ids, bounds = list(policy.encode_prompt(problem)), []
+        steps = steps or [""]
+        for i, step in enumerate(steps):
+            piece = step + ("" if i + 1 == len(steps) else fmt.delimiter)
+            begin = len(ids)
+            ids += tok.encode(piece, add_special_tokens=False)
+            bounds.append((begin, len(ids)))
+        seqs.append(ids)
+        spans.append(bounds)
+    width = max(len(x) for x in seqs)
+    batch = torch.full((len(seqs), width), tok.pad_token_id or 0, dtype=torch.long)
+    mask = torch.zeros_like(batch)
+    for i, x in enumerate(seqs):
+        batch[i, : len(x)] = torch.tensor(x)
+        mask[i, : len(x)] = 1
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=batch, attention_mask=mask).logits, -1)
+    token_lp = logp[:, :-1].gather(2, batch[:, 1:, None])[..., 0]
+    return [
+        [float(token_lp[i, b - 1 : e - 1].mean().exp()) if e > b else 0.0 for b, e in bounds]
+        for i, bounds in enumerate(spans)
+    ]
+
+
+def likelihood_scores(problems: list, samples: dict, path: Path, chunk: int = 4) -> dict:
+    """A baseline verifier needing no training: each step scored by the policy's own confidence
+    in it (step_likelihoods; cached, resumable). Sampling slips are low-probability tokens, so
+    this is the signal a PRM fine-tuned from the policy could use."""
     from tqdm import tqdm
 
     from reasoner.api import load_policy
@@ -215,39 +246,10 @@ def likelihood_scores(problems: list, samples: dict, path: Path, chunk: int = 4)
     todo = [p for p in problems if p.id not in done]
     if todo:
         policy = load_policy("embedded")
-        tok, fmt, model = policy.tokenizer, policy.step_format, policy.model
-        pad = tok.pad_token_id or 0
         for start in tqdm(range(0, len(todo), chunk), desc="score likelihood", unit="chunk"):
             part = todo[start : start + chunk]
-            seqs, spans = [], []
-            for p in part:
-                prompt = policy.encode_prompt(p.text)
-                for chain in samples[p.id]["samples"]:
-                    ids, bounds = list(prompt), []
-                    for i, step in enumerate(chain["steps"] or [""]):
-                        last = i + 1 == len(chain["steps"] or [""])
-                        piece = step + ("" if last else fmt.delimiter)
-                        begin = len(ids)
-                        ids += tok.encode(piece, add_special_tokens=False)
-                        bounds.append((begin, len(ids)))
-                    seqs.append(ids)
-                    spans.append(bounds)
-            width = max(len(x) for x in seqs)
-            batch = torch.full((len(seqs), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(batch)
-            for i, x in enumerate(seqs):
-                batch[i, : len(x)] = torch.tensor(x)
-                mask[i, : len(x)] = 1
-            with torch.no_grad():
-                logp = torch.log_softmax(model(input_ids=batch, attention_mask=mask).logits, -1)
-            token_lp = logp[:, :-1].gather(2, batch[:, 1:, None])[..., 0]
-            chain_scores = [
-                [
-                    float(token_lp[i, b - 1 : e - 1].mean().exp()) if e > b else 0.0
-                    for b, e in bounds
-                ]
-                for i, bounds in enumerate(spans)
-            ]
+            chains = [(p.text, c["steps"]) for p in part for c in samples[p.id]["samples"]]
+            chain_scores = step_likelihoods(policy, chains)
             rows, k = [], 0
             for p in part:
                 n = len(samples[p.id]["samples"])
