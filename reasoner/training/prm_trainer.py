@@ -58,6 +58,16 @@ class PRMTrainConfig:
     # slip-negative copies per training record (reasoner.training.augment): minimal pairs that
     # differ from a labeled solution in one equation's result; validation data is never augmented
     slip_negatives: int = 0
+    # decoder layers appended to the base (identity at start, reasoner.training.prm_init): the
+    # policy's predictions are formed at its last layer, so a PRM read at the step tag needs
+    # depth beyond it to compare them with the step's tokens (0 = the base as it is)
+    extra_layers: int = 0
+    # give the LM head its own copy of a tied embedding matrix, so training the "+" / "-" readout
+    # does not change what those tokens mean as inputs (reasoner.training.prm_init)
+    untie_embeddings: bool = False
+    # train only the appended layers, the final norm and the (untied) output head: the policy's
+    # layers, whose last one forms its next-token predictions, stay exactly as trained
+    freeze_base: bool = False
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> PRMTrainConfig:
@@ -289,6 +299,20 @@ def train_prm(
     if cfg.lm_loss_weight < 0:
         raise ReasonerError(f"train-prm: lm_loss_weight must be >= 0, got {cfg.lm_loss_weight}")
     model = load_causal_lm(base, "float32")
+    if cfg.freeze_base and cfg.extra_layers < 1:
+        raise ReasonerError(
+            "train-prm: freeze_base needs extra_layers >= 1 (nothing left to train)"
+        )
+    if cfg.extra_layers or cfg.untie_embeddings or cfg.freeze_base:
+        from reasoner.training.prm_init import append_identity_layers, untie_output_embeddings
+
+        append_identity_layers(model, cfg.extra_layers)
+        if cfg.untie_embeddings or cfg.freeze_base:
+            untie_output_embeddings(model)
+    if cfg.freeze_base:
+        from reasoner.training.prm_init import freeze_all_but_top
+
+        freeze_all_but_top(model, cfg.extra_layers)
     if cfg.dtype == "bfloat16":
         model = model.to(torch.bfloat16)
     if cfg.lora_rank > 0:
@@ -397,6 +421,9 @@ def train_prm(
         "eta": eta,
         "train_records": len(train_ex),
         "slip_negatives": cfg.slip_negatives,
+        "extra_layers": cfg.extra_layers,
+        "untie_embeddings": cfg.untie_embeddings,
+        "freeze_base": cfg.freeze_base,
         "val_records": len(val_ex),
         "steps": total_steps,
     }
