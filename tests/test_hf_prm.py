@@ -86,3 +86,17 @@ def test_first_step_candidates_share_one_encoding_of_the_problem(tiny_ckpt):
     # a single chain has nothing to share with: no extra prefix pass
     _, lone = warm.score([ScoreRequest("Another problem: 5 + 5?", ["5 + 5 = 10."])])
     assert lone == len(warm.builder.build("Another problem: 5 + 5?", ["5 + 5 = 10."])[0])
+
+
+def test_a_branch_from_inside_a_scored_rollout_reuses_it(tiny_ckpt):
+    """MCTS scores a whole rollout at once, then may expand one of its inner steps."""
+    warm, cold = HFPRM(tiny_ckpt), HFPRM(tiny_ckpt, prefix_cache_mb=0)
+    problem = "Ann has 2 bags with 3 apples each."
+    rollout = ["2 * 3 = 6.", "6 - 1 = 5.", "The answer is 5."]
+    branch = rollout[:2] + ["So 5 + 0 = 5. The answer is 5."]
+    warm.score([ScoreRequest(problem, rollout)])
+    [warm_scores], warm_tokens = warm.score([ScoreRequest(problem, branch)])
+    [cold_scores], _ = cold.score([ScoreRequest(problem, branch)])
+    assert warm_scores == pytest.approx(cold_scores, abs=1e-4)
+    inner = warm.builder.build(problem, rollout[:2])[0]
+    assert warm_tokens == len(warm.builder.build(problem, branch)[0]) - len(inner)

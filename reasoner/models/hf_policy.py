@@ -92,13 +92,19 @@ class HFPolicy:
 
     # ------------------------------------------------------------------------------------------
     def generate(self, requests: list[GenRequest]) -> list[list[Continuation]]:
-        """Sample continuations for every request; chunks keep at most max_batch_rows rows."""
+        """Sample continuations for every request; chunks keep at most max_batch_rows rows.
+
+        Requests are chunked in order of prefix length, so a chunk's rows pad their KV states to
+        similar widths (samples do not depend on the chunking: each row has its own noise key).
+        """
         results: list[list[Continuation]] = [[] for _ in requests]
-        chunk: list[int] = []
-        rows = 0
-        for i, req in enumerate(requests):
+        for req in requests:
             if req.k < 1:
                 raise ReasonerError(f"GenRequest.k must be >= 1, got {req.k}")
+        chunk: list[int] = []
+        rows = 0
+        for i in sorted(range(len(requests)), key=lambda i: len(requests[i].prefix_ids)):
+            req = requests[i]
             if chunk and rows + req.k > self.max_batch_rows:
                 self._generate_chunk(requests, chunk, results)
                 chunk, rows = [], 0

@@ -40,6 +40,11 @@ def single_token_id(tokenizer: Any, text: str, what: str) -> int:
     )
 
 
+# a new token's cost in the linear layers, in units of attending to one key (the cost model that
+# groups chains into batches; only its rough size matters)
+LINEAR_COST_IN_KEYS = 64
+
+
 class PRMInputBuilder:
     """Builds PRM token ids and tag positions from (problem, steps), piece by piece.
 
@@ -97,9 +102,10 @@ class HFPRM:
         step_format: StepFormat | str | dict | None = None,
         dtype: str = "float32",
         max_batch_tokens: int = 16384,
+        max_padding: float = 1.25,
         trust_remote_code: bool = False,
         threads: int | None = None,
-        prefix_cache_mb: int = 256,
+        prefix_cache_mb: int = 1024,
     ):
         if threads:
             torch.set_num_threads(threads)
@@ -111,6 +117,7 @@ class HFPRM:
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 4096))
         self.builder = PRMInputBuilder(self.tokenizer, self.step_format, self.max_context)
         self.max_batch_tokens = max_batch_tokens
+        self.max_padding = max_padding
         self.prefix_cache = PrefixKVCache(prefix_cache_mb * 2**20) if prefix_cache_mb > 0 else None
 
     def clear_cache(self) -> None:
@@ -129,24 +136,44 @@ class HFPRM:
         heads = [self._head(r.problem, ids) for r, (ids, _) in zip(requests, built)]
         tokens = self._encode_shared_heads(built, heads)
         plans = [self._plan(ids, tags, head) for (ids, tags), head in zip(built, heads)]
-        order = sorted(range(len(built)), key=lambda i: len(built[i][0]) - plans[i][0])
         scores: list[list[float]] = [[] for _ in built]
-        start = 0
-        while start < len(order):
-            end = start + 1
-            while end < len(order):
-                longest = len(built[order[end]][0]) - plans[order[end]][0]
-                if longest * (end - start + 1) > self.max_batch_tokens:
-                    break
-                end += 1
-            batch = order[start:end]
+        for batch in self._batches(built, plans):
             for i, values in zip(
                 batch, self._score_batch([built[i] for i in batch], [plans[i] for i in batch])
             ):
                 scores[i] = values
             tokens += sum(len(built[i][0]) - plans[i][0] for i in batch)
-            start = end
         return scores, tokens
+
+    def _batches(self, built: list, plans: list) -> list[list[int]]:
+        """Chains grouped into forward passes that waste little on padding.
+
+        A row costs its new tokens times (a per-token constant for the linear layers + the keys it
+        attends to); a batch pads every row to its widest cache and longest suffix. Chains are
+        sorted by (new length, cached length) and a batch closes when padding would raise its
+        cost past `max_padding` x the rows' own cost, or its area past max_batch_tokens. On a CPU
+        a big padded batch is slower than several snug ones (measured in perf_search).
+        """
+        sizes = [(len(ids) - plan[0], plan[0]) for (ids, _), plan in zip(built, plans)]
+        order = sorted(range(len(built)), key=lambda i: sizes[i])
+        batches: list[list[int]] = []
+        current: list[int] = []
+        widest = longest = 0
+        own = 0.0
+        for i in order:
+            new, cached = sizes[i]
+            w, n = max(widest, cached), max(longest, new)
+            o = own + new * (LINEAR_COST_IN_KEYS + cached + new)
+            padded = (len(current) + 1) * n * (LINEAR_COST_IN_KEYS + w + n)
+            area = (len(current) + 1) * (w + n)
+            if current and (padded > self.max_padding * o or area > self.max_batch_tokens):
+                batches.append(current)
+                current, w, n, o = [], cached, new, new * (LINEAR_COST_IN_KEYS + cached + new)
+            current.append(i)
+            widest, longest, own = w, n, o
+        if current:
+            batches.append(current)
+        return batches
 
     def _head(self, problem: str, ids: list[int]) -> int:
         """Length of the problem part of a chain's ids (0 if the chain was cut to max_length)."""
@@ -227,6 +254,13 @@ class HFPRM:
                 z = logits[b, cols][:, [self.builder.pos_id, self.builder.neg_id]].float()
                 values += torch.sigmoid(z[:, 0] - z[:, 1]).tolist()
             if self.prefix_cache is not None and tags:
-                self.prefix_cache.put(tuple(ids), extract(out.past_key_values, b, mask[b]), values)
+                kv = extract(out.past_key_values, b, mask[b])
+                self.prefix_cache.put(tuple(ids), kv, values)
+                # a chain scored several new steps at once (a rollout): a search may later branch
+                # from any of its inner steps, so keep each inner step's prefix too
+                for j, t in enumerate(tags[:-1]):
+                    if t >= cut:
+                        inner = [(k[:, : t + 1].clone(), v[:, : t + 1].clone()) for k, v in kv]
+                        self.prefix_cache.put(tuple(ids[: t + 1]), inner, values[: j + 1])
             results.append(values)
         return results
