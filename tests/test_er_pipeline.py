@@ -73,6 +73,24 @@ def learnable_records(n=160):
     return out
 
 
+def quick_exact_config(base, out_dir, **overrides) -> PRMTrainConfig:
+    """A one-epoch oracle-label PRM run on a tiny base: checks what reaches the checkpoint."""
+    return PRMTrainConfig(
+        **{
+            "base": str(base),
+            "out_dir": str(out_dir),
+            "label": "exact",
+            "eta": None,
+            "epochs": 1,
+            "batch_size": 8,
+            "eval_every": 1000,
+            "save_every": 1000,
+            "val_fraction": 0.25,
+            **overrides,
+        }
+    )
+
+
 @pytest.mark.slow
 def test_prm_training_learns_step_correctness(tiny_ckpt, tmp_path):
     cfg = PRMTrainConfig(
@@ -128,16 +146,9 @@ def test_pairwise_accuracy_counts_only_pairs_within_a_problem():
 
 def test_prm_format_override_and_lm_loss_reach_the_checkpoint(tiny_ckpt, tmp_path):
     """The PRM input format can follow the policy's own prompt; an auxiliary LM loss trains too."""
-    cfg = PRMTrainConfig(
-        base=str(tiny_ckpt),
-        out_dir=str(tmp_path / "prm"),
-        label="exact",
-        eta=None,
-        epochs=1,
-        batch_size=8,
-        eval_every=1000,
-        save_every=1000,
-        val_fraction=0.25,
+    cfg = quick_exact_config(
+        tiny_ckpt,
+        tmp_path / "prm",
         prm_format={"prm_prompt_template": "Question: {problem}\nAnswer:\n"},
         lm_loss_weight=0.5,
     )

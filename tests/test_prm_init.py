@@ -55,25 +55,13 @@ def test_bad_extra_layers_are_clear_errors(tiny_ckpt):
 
 def test_trainer_freezes_the_base_and_ships_the_deeper_untied_prm(tiny_ckpt, tmp_path):
     """freeze_base trains only the appended layers and the head; the checkpoint loads as is."""
-    from test_er_pipeline import learnable_records
+    from test_er_pipeline import learnable_records, quick_exact_config
 
     from reasoner.models.hf_prm import HFPRM
     from reasoner.models.resolve import load_causal_lm as load
-    from reasoner.training.prm_trainer import PRMTrainConfig, train_prm
+    from reasoner.training.prm_trainer import train_prm
 
-    cfg = PRMTrainConfig(
-        base=str(tiny_ckpt),
-        out_dir=str(tmp_path / "prm"),
-        label="exact",
-        eta=None,
-        epochs=1,
-        batch_size=8,
-        eval_every=1000,
-        save_every=1000,
-        val_fraction=0.25,
-        extra_layers=1,
-        freeze_base=True,
-    )
+    cfg = quick_exact_config(tiny_ckpt, tmp_path / "prm", extra_layers=1, freeze_base=True)
     final = train_prm(cfg, records=learnable_records(40), progress=False)
     base, prm = load(tiny_ckpt, "float32"), HFPRM(final).model
     assert prm.config.num_hidden_layers == 3 and not prm.config.tie_word_embeddings
