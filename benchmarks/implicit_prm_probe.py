@@ -7,8 +7,9 @@ optimal policy's log-ratio to pi_0 is eta times the change of the ER value), and
 signal where the policy keeps it: the probability of each result digit.
 
 Usage (after `python -m benchmarks.prm_recipes sample ...` for train and test):
-  python -m benchmarks.implicit_prm_probe train   # ~4 min on 2 cores, runs/exp/implicit.pt
-  python -m benchmarks.implicit_prm_probe eval    # benchmarks/results/implicit_prm_probe.json
+  python -m benchmarks.implicit_prm_probe train [SLIPS]  # ~4 min (SLIPS=2: ~8 min) on 2 cores
+  python -m benchmarks.implicit_prm_probe eval [SLIPS]   # -> benchmarks/results/implicit_prm_probe[-slipN].json
+SLIPS adds that many slip-negative copies per training record (reasoner.training.augment).
 """
 
 import copy
@@ -76,10 +77,12 @@ if __name__ == "__main__":  # a probe script: everything runs on execution, noth
             return torch.stack(logits) if logits else torch.zeros(0)
 
     mode = sys.argv[1] if len(sys.argv) > 1 else "eval"
+    slips = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    suffix = f"-slip{slips}" if slips else ""
     if mode == "train":
         recs = read_records("runs/prm_recipes/train.jsonl")
         tr, va = split_by_problem(recs, 0.1, 0)
-        tr = tr + slip_negatives(tr, int(sys.argv[2]), 0) if len(sys.argv) > 2 else tr
+        tr = tr + slip_negatives(tr, slips, 0) if slips else tr
         exs = [(*encode(r.problem, r.steps), r.values("exact")) for r in tr]
         random.Random(0).shuffle(exs)
         opt = torch.optim.AdamW(list(model.parameters()) + [bias, beta], lr=5e-5, betas=(0.9, 0.95))
@@ -105,11 +108,11 @@ if __name__ == "__main__":  # a probe script: everything runs on execution, noth
                     flush=True,
                 )
         torch.save(
-            {"model": model.state_dict(), "bias": bias.data, "beta": beta.data},
-            "runs/exp/implicit.pt",
+            {"model": model.state_dict(), "bias": bias.data, "beta": beta.data, "slips": slips},
+            f"runs/exp/implicit{suffix}.pt",
         )
     else:
-        st = torch.load("runs/exp/implicit.pt")
+        st = torch.load(f"runs/exp/implicit{suffix}.pt")
         model.load_state_dict(st["model"])
         bias.data = st["bias"]
         beta.data = st["beta"]
@@ -147,12 +150,15 @@ if __name__ == "__main__":  # a probe script: everything runs on execution, noth
             right
         )
         result = {
-            "command": "python -m benchmarks.implicit_prm_probe train && ... eval",
-            "recipe": "pi_theta from the embedded policy, AdamW lr 5e-5, beta0 0.2, b0 -1, 1 epoch, batch 16, exact labels of runs/prm_recipes/train.jsonl (90% by problem)",
+            "command": f"python -m benchmarks.implicit_prm_probe train {slips} && ... eval {slips}",
+            "recipe": "pi_theta from the embedded policy, AdamW lr 5e-5, beta0 0.2, b0 -1, 1 epoch, batch 16, exact labels of runs/prm_recipes/train.jsonl (90% by problem)"
+            + f", slip_negatives={slips}",
             "eval": f"{len(recs)} samples of arith test problems; {len(pairs)} minimal pairs",
             "within_problem_pair_acc_min": pairwise_accuracy(ex, [min(s) for s in sc]),
             "minimal_pair_acc": mp,
             "step_auc_vs_exact": roc_auc(steps, truth),
         }
-        Path("benchmarks/results/implicit_prm_probe.json").write_text(json.dumps(result, indent=2))
+        Path(f"benchmarks/results/implicit_prm_probe{suffix}.json").write_text(
+            json.dumps(result, indent=2)
+        )
         print(json.dumps(result, indent=2))
