@@ -136,6 +136,26 @@ if __name__ == "__main__":  # a probe script: everything runs on execution, noth
         for r, s in zip(recs, sc):
             steps += s
             truth += r.values("exact")
+        # selection among each problem's 8 samples: this scorer's best (min over steps) vs a vote
+        from reasoner.aggregation import answer_key, vote
+        from reasoner.grading import extract_answer
+
+        groups: dict[str, list] = {}
+        for r, s in zip(recs, sc):
+            answer = extract_answer(fmt.join_steps(r.steps))
+            groups.setdefault(r.problem_id, []).append((r, min(s), answer))
+        best_hits = vote_hits = 0
+        for group in groups.values():
+            answered = [g for g in group if g[2] is not None] or group
+            best_hits += max(answered, key=lambda g: g[1])[0].correct
+            votes = vote(g[2] for g in group)
+            top = max(votes, key=votes.get) if votes else None
+            vote_hits += any(g[0].correct and answer_key(g[2]) == top for g in group)
+        selection = {
+            "problems": len(groups),
+            "best_of_8_min": best_hits / len(groups),
+            "majority_of_8": vote_hits / len(groups),
+        }
         pairs = []
         for c in slip_negatives(recs, 1, 7):
             i = c.metadata["slip_step"]
@@ -157,6 +177,7 @@ if __name__ == "__main__":  # a probe script: everything runs on execution, noth
             "within_problem_pair_acc_min": pairwise_accuracy(ex, [min(s) for s in sc]),
             "minimal_pair_acc": mp,
             "step_auc_vs_exact": roc_auc(steps, truth),
+            "selection": selection,
         }
         Path(f"benchmarks/results/implicit_prm_probe{suffix}.json").write_text(
             json.dumps(result, indent=2)
