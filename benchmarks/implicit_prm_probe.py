@@ -156,14 +156,9 @@ if __name__ == "__main__":  # a probe script: everything runs on execution, noth
             "best_of_8_min": best_hits / len(groups),
             "majority_of_8": vote_hits / len(groups),
         }
-        pairs = []
-        for c in slip_negatives(recs, 1, 7):
-            i = c.metadata["slip_step"]
-            src = next(
-                r for r in recs if r.problem_id == c.problem_id and r.steps[:i] == c.steps[:i]
-            )
-            pairs.append((c.problem, src.steps[: i + 1], c.steps))
-        pairs = pairs[:400]
+        from benchmarks.prm_recipes import minimal_pairs
+
+        pairs = minimal_pairs(recs, 400)
         ps = score([(p, ch) for p, a, b in pairs for ch in (a, b)])
         right, wrong = [s[-1] for s in ps[0::2]], [s[-1] for s in ps[1::2]]
         mp = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(right, wrong)) / len(

@@ -98,6 +98,21 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(train_prm(cfg, progress=False))
 
 
+def minimal_pairs(records: list, n: int, seed: int = 7) -> list[tuple[str, list[str], list[str]]]:
+    """(problem, right chain, slipped chain): a sampled step the checker accepts vs the same step
+    with one equation result slipped (reasoner.training.augment), up to n pairs."""
+    from reasoner.training.augment import slip_negatives
+
+    pairs = []
+    for copy in slip_negatives(records, 1, seed):
+        i = copy.metadata["slip_step"]
+        source = next(
+            r for r in records if r.problem_id == copy.problem_id and r.steps[:i] == copy.steps[:i]
+        )
+        pairs.append((copy.problem, source.steps[: i + 1], copy.steps))
+    return pairs[:n]
+
+
 def _pair_accuracy(right: list[float], wrong: list[float]) -> float | None:
     pairs = [(a, b) for a, b in zip(right, wrong)]
     if not pairs:
@@ -177,19 +192,11 @@ def cmd_report(args: argparse.Namespace) -> None:
 
     from benchmarks.er_experiment import step_likelihoods
     from reasoner.api import load_policy
-    from reasoner.training.augment import slip_negatives
     from reasoner.training.records import read_records
 
     torch.set_num_threads(args.threads)
     records = [r for r in read_records(ROOT / "test.jsonl") if r.steps]
-    pairs = []
-    for copy in slip_negatives(records, 1, 7):
-        i = copy.metadata["slip_step"]
-        source = next(
-            r for r in records if r.problem_id == copy.problem_id and r.steps[:i] == copy.steps[:i]
-        )
-        pairs.append((copy.problem, source.steps[: i + 1], copy.steps))
-    pairs = pairs[: args.pairs]
+    pairs = minimal_pairs(records, args.pairs)
     policy = load_policy("embedded")
 
     def by_likelihood(chains):
