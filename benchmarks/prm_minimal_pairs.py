@@ -21,21 +21,12 @@ from pathlib import Path
 
 def build_pairs(data: str, n: int, seed: int) -> list[tuple[str, list[str], list[str]]]:
     """(problem, right chain, slipped chain) for up to n held-out records."""
-    from reasoner.training.augment import slip_negatives
+    from benchmarks.prm_recipes import minimal_pairs
     from reasoner.training.prm_trainer import split_by_problem
     from reasoner.training.records import read_records
 
     _, val = split_by_problem(read_records(data), 0.1, 0)  # the trainer's default split
-    pairs = []
-    for copy in slip_negatives(val, 1, seed):
-        i = copy.metadata["slip_step"]
-        source = next(
-            r for r in val if r.problem_id == copy.problem_id and r.steps[:i] == copy.steps[:i]
-        )
-        pairs.append((copy.problem, source.steps[: i + 1], copy.steps))
-        if len(pairs) == n:
-            break
-    return pairs
+    return minimal_pairs(val, n, seed)
 
 
 def pair_accuracy(right: list[float], wrong: list[float]) -> float:
