@@ -23,7 +23,7 @@ import torch
 
 from reasoner.api import load_policy
 from reasoner.training.augment import slip_negatives
-from reasoner.training.prm_trainer import pairwise_accuracy, roc_auc, split_by_problem
+from reasoner.training.prm_trainer import split_by_problem
 from reasoner.training.records import read_records
 
 if __name__ == "__main__":  # a probe script: everything runs on execution, nothing on import
@@ -130,12 +130,19 @@ if __name__ == "__main__":  # a probe script: everything runs on execution, noth
                     j += len(e[2])
             return out
 
-        sc = score([(r.problem, r.steps) for r in recs])
-        ex = [{"problem": r.problem_id, "correct": r.correct} for r in recs]
-        steps, truth = [], []
-        for r, s in zip(recs, sc):
-            steps += s
-            truth += r.values("exact")
+        from benchmarks.prm_recipes import evaluate_scorer, minimal_pairs
+
+        pairs = minimal_pairs(recs, 400)
+        seen: dict = {}
+
+        def score_once(chains):  # evaluate_scorer and the selection below score the same chains
+            todo = [c for c in chains if (c[0], tuple(c[1])) not in seen]
+            for c, v in zip(todo, score(todo)):
+                seen[(c[0], tuple(c[1]))] = v
+            return [seen[(c[0], tuple(c[1]))] for c in chains]
+
+        metrics = evaluate_scorer(score_once, recs, pairs)
+        sc = score_once([(r.problem, r.steps) for r in recs])
         # selection among each problem's 8 samples: this scorer's best (min over steps) vs a vote
         from reasoner.aggregation import answer_key, vote
         from reasoner.grading import extract_answer
@@ -156,22 +163,12 @@ if __name__ == "__main__":  # a probe script: everything runs on execution, noth
             "best_of_8_min": best_hits / len(groups),
             "majority_of_8": vote_hits / len(groups),
         }
-        from benchmarks.prm_recipes import minimal_pairs
-
-        pairs = minimal_pairs(recs, 400)
-        ps = score([(p, ch) for p, a, b in pairs for ch in (a, b)])
-        right, wrong = [s[-1] for s in ps[0::2]], [s[-1] for s in ps[1::2]]
-        mp = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(right, wrong)) / len(
-            right
-        )
         result = {
             "command": f"python -m benchmarks.implicit_prm_probe train {slips} && ... eval {slips}",
             "recipe": "pi_theta from the embedded policy, AdamW lr 5e-5, beta0 0.2, b0 -1, 1 epoch, batch 16, exact labels of runs/prm_recipes/train.jsonl (90% by problem)"
             + f", slip_negatives={slips}",
             "eval": f"{len(recs)} samples of arith test problems; {len(pairs)} minimal pairs",
-            "within_problem_pair_acc_min": pairwise_accuracy(ex, [min(s) for s in sc]),
-            "minimal_pair_acc": mp,
-            "step_auc_vs_exact": roc_auc(steps, truth),
+            **metrics,
             "selection": selection,
         }
         Path(f"benchmarks/results/implicit_prm_probe{suffix}.json").write_text(

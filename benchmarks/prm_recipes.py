@@ -113,15 +113,9 @@ def minimal_pairs(records: list, n: int, seed: int = 7) -> list[tuple[str, list[
     return pairs[:n]
 
 
-def _pair_accuracy(right: list[float], wrong: list[float]) -> float | None:
-    pairs = [(a, b) for a, b in zip(right, wrong)]
-    if not pairs:
-        return None
-    return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in pairs) / len(pairs)
-
-
 def evaluate_scorer(score_chains, records, pairs) -> dict:
     """Within-problem pair accuracy, minimal-pair accuracy and step AUC for one scorer."""
+    from benchmarks.prm_minimal_pairs import pair_accuracy
     from reasoner.training.prm_trainer import pairwise_accuracy, roc_auc
 
     scores = score_chains([(r.problem, r.steps) for r in records])
@@ -133,7 +127,7 @@ def evaluate_scorer(score_chains, records, pairs) -> dict:
     slip_scores = score_chains([(p, c) for p, right, wrong in pairs for c in (right, wrong)])
     return {
         "within_problem_pair_acc_min": pairwise_accuracy(examples, [min(s) for s in scores]),
-        "minimal_pair_acc": _pair_accuracy(
+        "minimal_pair_acc": pair_accuracy(
             [s[-1] for s in slip_scores[0::2]], [s[-1] for s in slip_scores[1::2]]
         ),
         "step_auc_vs_exact": roc_auc(steps, truth),

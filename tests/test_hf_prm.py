@@ -100,3 +100,17 @@ def test_a_branch_from_inside_a_scored_rollout_reuses_it(tiny_ckpt):
     assert warm_scores == pytest.approx(cold_scores, abs=1e-4)
     inner = warm.builder.build(problem, rollout[:2])[0]
     assert warm_tokens == len(warm.builder.build(problem, branch)[0]) - len(inner)
+
+
+def test_batches_keep_similar_chains_together_and_cover_each_once(prm):
+    """Padding-aware grouping: equal-size chains share a pass, a very long one gets its own."""
+    built = [([0] * n, []) for n in (10, 10, 10, 10, 200)]
+    plans = [(0, None, [])] * len(built)
+    batches = prm._batches(built, plans)
+    assert sorted(i for b in batches for i in b) == [0, 1, 2, 3, 4]
+    assert [0, 1, 2, 3] in [sorted(b) for b in batches] and [4] in batches
+    prm.max_padding, saved = 1e9, prm.max_padding  # padding allowed: one pass holds all
+    try:
+        assert len(prm._batches(built, plans)) == 1
+    finally:
+        prm.max_padding = saved

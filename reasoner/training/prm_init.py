@@ -1,6 +1,6 @@
 """How a PRM is initialised from a policy: extra identity layers, an untied readout.
 
-Extra layers: a policy's a policy's next-token prediction is only complete at its last layer, so a PRM
+Extra layers: a policy's next-token prediction is only complete at its last layer, so a PRM
 fine-tuned from that policy has no layer left in which a later position (the step tag) could
 compare "what the model expected" with "what the step says". Appended layers give it that depth.
 Each new layer is a copy of the last one with its output projections zeroed, so the residual

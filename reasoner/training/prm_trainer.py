@@ -303,15 +303,16 @@ def train_prm(
         raise ReasonerError(
             "train-prm: freeze_base needs extra_layers >= 1 (nothing left to train)"
         )
-    if cfg.extra_layers or cfg.untie_embeddings or cfg.freeze_base:
-        from reasoner.training.prm_init import append_identity_layers, untie_output_embeddings
+    from reasoner.training.prm_init import (
+        append_identity_layers,
+        freeze_all_but_top,
+        untie_output_embeddings,
+    )
 
-        append_identity_layers(model, cfg.extra_layers)
-        if cfg.untie_embeddings or cfg.freeze_base:
-            untie_output_embeddings(model)
+    append_identity_layers(model, cfg.extra_layers)  # no-op at 0
+    if cfg.untie_embeddings or cfg.freeze_base:
+        untie_output_embeddings(model)
     if cfg.freeze_base:
-        from reasoner.training.prm_init import freeze_all_but_top
-
         freeze_all_but_top(model, cfg.extra_layers)
     if cfg.dtype == "bfloat16":
         model = model.to(torch.bfloat16)
