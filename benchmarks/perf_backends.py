@@ -45,7 +45,7 @@ def worker(args: argparse.Namespace) -> dict:
     opts = {"threads": args.threads}
     t0 = time.perf_counter()
     policy = load_policy("embedded", args.backend, **opts)
-    prm = load_prm("embedded", args.backend, **opts)
+    prm = load_prm("embedded-lm", args.backend, **opts)  # the LM PRM: both backends serve it
     load_seconds = time.perf_counter() - t0
     out: dict = {"backend": args.backend, "load_seconds": load_seconds, "strategies": {}}
     if args.backend == "vllm":

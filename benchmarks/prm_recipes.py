@@ -152,7 +152,7 @@ def _checkpoint(name: str) -> Path:
     if name == "embedded":
         from reasoner.models.resolve import resolve_model_path
 
-        return resolve_model_path("embedded", "prm")
+        return resolve_model_path("embedded-lm", "prm")
     path = Path(name) if "/" in name else ROOT / name
     return path / "final" if (path / "final").is_dir() else path
 

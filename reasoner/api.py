@@ -38,19 +38,33 @@ def load_prm(spec: Any, backend: str = "hf", step_format: Any = None, **kwargs: 
         return None
     if not isinstance(spec, (str, Path)):
         return spec
+    if backend not in BACKENDS:
+        raise ReasonerError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     from reasoner.models.checker_prm import CHECKER_SPEC, EquationCheckerPRM
 
     if str(spec) == CHECKER_SPEC:
         return EquationCheckerPRM()
+    from reasoner.models.evidence_prm import EvidencePRM, is_evidence_prm
+    from reasoner.models.resolve import resolve_model_path
+
+    if is_evidence_prm(resolve_model_path(spec, "prm")):
+        # its base is read token by token, which only the HF backend exposes; the shipped one is
+        # tiny, so it runs on HF beside a vLLM policy too (backend options do not apply to it)
+        return EvidencePRM(spec, step_format=step_format, **_evidence_options(kwargs, backend))
     if backend == "hf":
         from reasoner.models.hf_prm import HFPRM
 
         return HFPRM(spec, step_format=step_format, **kwargs)
-    if backend == "vllm":
-        from reasoner.models.vllm_backend import VLLMPRM
+    from reasoner.models.vllm_backend import VLLMPRM
 
-        return VLLMPRM(spec, step_format=step_format, **kwargs)
-    raise ReasonerError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    return VLLMPRM(spec, step_format=step_format, **kwargs)
+
+
+def _evidence_options(options: dict[str, Any], backend: str) -> dict[str, Any]:
+    """The PRM options an EvidencePRM takes (all of them on HF; on vLLM, the common ones)."""
+    if backend == "hf":
+        return options
+    return {k: v for k, v in options.items() if k in ("dtype", "threads", "trust_remote_code")}
 
 
 class Reasoner:

@@ -57,6 +57,20 @@ class StepFormat:
         messages.append({"role": "user", "content": self.user_template.format(problem=problem)})
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
+    def encode_prompt(self, problem: str, tokenizer: Any, max_context: int) -> list[int]:
+        """Prompt ids (chat template or plain template, with BOS when the model uses one).
+
+        Every backend and the evidence PRM encode prompts here, so their token ids agree."""
+        ids = tokenizer.encode(self.render_prompt(problem, tokenizer), add_special_tokens=False)
+        bos = tokenizer.bos_token_id
+        if not self.use_chat_template and bos is not None and (not ids or ids[0] != bos):
+            ids = [bos, *ids]
+        if len(ids) >= max_context:
+            raise ReasonerError(
+                f"prompt is {len(ids)} tokens, longer than the policy's context ({max_context})"
+            )
+        return ids
+
     def split_steps(self, text: str) -> list[str]:
         """Split a complete solution text into steps (empty pieces dropped)."""
         return [s.strip() for s in text.split(self.delimiter) if s.strip()]

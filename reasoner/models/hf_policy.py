@@ -72,20 +72,7 @@ class HFPolicy:
     # ------------------------------------------------------------------------------------------
     def encode_prompt(self, problem_text: str) -> list[int]:
         """Prompt ids (chat template or plain template, with BOS when the model uses one)."""
-        text = self.step_format.render_prompt(problem_text, self.tokenizer)
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
-        bos = self.tokenizer.bos_token_id
-        if (
-            not self.step_format.use_chat_template
-            and bos is not None
-            and (not ids or ids[0] != bos)
-        ):
-            ids = [bos, *ids]
-        if len(ids) >= self.max_context:
-            raise ReasonerError(
-                f"prompt is {len(ids)} tokens, longer than the policy's context ({self.max_context})"
-            )
-        return ids
+        return self.step_format.encode_prompt(problem_text, self.tokenizer, self.max_context)
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)

@@ -17,7 +17,7 @@ from reasoner.models.resolve import (
     load_causal_lm,
     load_step_format,
     load_tokenizer,
-    resolve_model_path,
+    resolve_lm_prm_path,
 )
 from reasoner.step_format import StepFormat
 from reasoner.types import ReasonerError
@@ -98,7 +98,7 @@ class HFPRM:
 
     def __init__(
         self,
-        model: str | Path = "embedded",
+        model: str | Path = "embedded-lm",
         step_format: StepFormat | str | dict | None = None,
         dtype: str = "float32",
         max_batch_tokens: int = 16384,
@@ -109,7 +109,7 @@ class HFPRM:
     ):
         if threads:
             torch.set_num_threads(threads)
-        self.path = resolve_model_path(model, "prm")
+        self.path = resolve_lm_prm_path(model)
         self.step_format = load_step_format(self.path, step_format)
         self.tokenizer = load_tokenizer(self.path, trust_remote_code)
         self.model = load_causal_lm(self.path, dtype, trust_remote_code)

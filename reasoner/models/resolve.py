@@ -10,7 +10,11 @@ from typing import Any
 from reasoner.step_format import StepFormat, get_step_format
 from reasoner.types import ReasonerError
 
-EMBEDDED = {"policy": "policy", "prm": "prm"}
+# package-data directory per kind; "prm-lm" is the tag-readout ER-PRM fine-tuned from the policy
+# (spec "embedded-lm"), kept for the LM-PRM backends (HF, vLLM) and the PRM experiments
+EMBEDDED = {"policy": "policy", "prm": "prm", "prm-lm": "prm_lm"}
+EMBEDDED_LM_PRM = "embedded-lm"
+CHECKPOINT_FILES = ("config.json", "evidence_prm.json")
 
 
 def embedded_dir(kind: str) -> Path:
@@ -19,10 +23,13 @@ def embedded_dir(kind: str) -> Path:
 
 
 def resolve_model_path(spec: str | Path, kind: str) -> Path:
-    """'embedded' or a local directory holding config.json; a clear error otherwise."""
+    """'embedded' (or 'embedded-lm' for a PRM) or a local checkpoint directory; a clear error
+    otherwise. A PRM directory is an HF checkpoint (config.json) or an evidence PRM."""
+    if str(spec) == EMBEDDED_LM_PRM and kind == "prm":
+        spec, kind = "embedded", "prm-lm"
     if str(spec) == "embedded":
         path = embedded_dir(kind)
-        if not (path / "config.json").exists():
+        if not any((path / name).exists() for name in CHECKPOINT_FILES):
             raise ReasonerError(
                 f"the embedded {kind} is missing from the package ({path}); rebuild it with "
                 f"`reasoner train-{kind}` (see README) or pass a checkpoint directory"
@@ -31,9 +38,21 @@ def resolve_model_path(spec: str | Path, kind: str) -> Path:
     path = Path(spec).expanduser()
     if not path.exists():
         raise ReasonerError(f"{kind} model path {str(path)!r} does not exist")
-    if not (path / "config.json").exists() and not list(path.glob("*.gguf")):
+    marker = CHECKPOINT_FILES if kind != "policy" else ("config.json",)
+    if not any((path / m).exists() for m in marker) and not list(path.glob("*.gguf")):
         raise ReasonerError(
             f"{kind} model path {str(path)!r} holds no config.json (not an HF checkpoint)"
+        )
+    return path
+
+
+def resolve_lm_prm_path(spec: str | Path) -> Path:
+    """A PRM checkpoint that is a causal LM read at step tags (HF or vLLM PRM backends)."""
+    path = resolve_model_path(spec, "prm")
+    if not (path / "config.json").exists() and (path / "evidence_prm.json").exists():
+        raise ReasonerError(
+            f"PRM {str(spec)!r} ({path}) is an evidence PRM, not a causal-LM PRM: load it with "
+            f"reasoner.api.load_prm (the shipped LM ER-PRM is {EMBEDDED_LM_PRM!r})"
         )
     return path
 

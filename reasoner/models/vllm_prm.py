@@ -21,7 +21,7 @@ from typing import Any
 
 from reasoner.models.base import ScoreRequest
 from reasoner.models.hf_prm import PRMInputBuilder
-from reasoner.models.resolve import load_step_format, load_tokenizer, resolve_model_path
+from reasoner.models.resolve import load_step_format, load_tokenizer, resolve_lm_prm_path
 from reasoner.models.vllm_engine import (
     build_engine,
     count_parameters,
@@ -49,7 +49,7 @@ class VLLMPRM:
 
     def __init__(
         self,
-        model: str | Path = "embedded",
+        model: str | Path = "embedded-lm",
         step_format: StepFormat | str | dict | None = None,
         dtype: str | None = None,
         tensor_parallel_size: int = 1,
@@ -62,7 +62,7 @@ class VLLMPRM:
         seed: int = 0,
         engine_options: dict[str, Any] | None = None,
     ):
-        self.path = resolve_model_path(model, "prm")
+        self.path = resolve_lm_prm_path(model)
         config = read_model_config(self.path)
         archs = config.get("architectures") or []
         if archs and not any(a.endswith("ForCausalLM") for a in archs):

@@ -23,12 +23,17 @@ from reasoner.step_format import StepFormat
 from reasoner.training.records import LabeledSolution, read_records
 from reasoner.types import ReasonerError
 
+PRM_KINDS = ("lm", "evidence")
+
 
 @dataclass
 class PRMTrainConfig:
     """Everything that determines a trained PRM."""
 
     data: str = "runs/labels/rollouts.jsonl"
+    # "lm": fine-tune the base as a PRM read at step tags; "evidence": train a small head over
+    # the base's own token evidence (reasoner.models.evidence_prm), the base left unchanged
+    kind: str = "lm"
     base: str = "embedded"  # any HF causal LM dir; "embedded" = the shipped policy
     out_dir: str = "runs/prm"
     label: str = "er"  # er | soft | hard | orm (or "er-2", "er:0.5" ...)
@@ -68,10 +73,33 @@ class PRMTrainConfig:
     # train only the appended layers, the final norm and the (untied) output head: the policy's
     # layers, whose last one forms its next-token predictions, stay exactly as trained
     freeze_base: bool = False
+    # kind "evidence": hidden units of the head's MLP
+    evidence_hidden: int = 16
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> PRMTrainConfig:
         return config_from_toml(cls, path, **overrides)
+
+    def __post_init__(self) -> None:
+        if self.kind not in PRM_KINDS:
+            raise ReasonerError(
+                f"train-prm: kind must be one of {', '.join(PRM_KINDS)}, got {self.kind!r}"
+            )
+        if self.evidence_hidden < 1:
+            raise ReasonerError(
+                f"train-prm: evidence_hidden must be >= 1, got {self.evidence_hidden}"
+            )
+
+    def label_kind(self) -> tuple[str, float | None]:
+        """The resolved label kind and eta (eta only for "er"), or a clear error."""
+        from reasoner.labels import resolve_label_kind
+
+        try:
+            return resolve_label_kind(
+                self.label, self.eta if self.label.strip().lower() == "er" else None
+            )
+        except ValueError as err:
+            raise ReasonerError(f"train-prm: {err}") from err
 
 
 def split_by_problem(records: list[LabeledSolution], val_fraction: float, seed: int):
@@ -230,6 +258,18 @@ def evaluate(
                     else [None] * len(e["tags"])
                 )
     model.train()
+    return step_metrics(examples, scores, targets, truths, sum(losses))
+
+
+def step_metrics(
+    examples: list[dict],
+    scores: list[float],
+    targets: list[float],
+    truths: list[float | None],
+    loss_sum: float,
+) -> dict[str, Any]:
+    """Validation metrics of flat per-step scores (examples in order, len(e["tags"]) steps each):
+    within-problem pair accuracy, loss, step accuracy, AUC vs labels and vs exact step truth."""
     n = max(1, len(scores))
     known = [(s, t) for s, t in zip(scores, truths) if t is not None]
     chains, k = [], 0
@@ -239,7 +279,7 @@ def evaluate(
     return {
         "pair_acc_min": pairwise_accuracy(examples, [min(c) if c else 0.0 for c in chains]),
         "pair_acc_last": pairwise_accuracy(examples, [c[-1] if c else 0.0 for c in chains]),
-        "loss": sum(losses) / n,
+        "loss": loss_sum / n,
         "step_accuracy": sum((s >= 0.5) == (t >= 0.5) for s, t in zip(scores, targets)) / n,
         "auc_vs_labels": roc_auc(scores, [1.0 if t >= 0.5 else 0.0 for t in targets]),
         "auc_vs_exact": roc_auc([s for s, _ in known], [t for _, t in known]) if known else None,
@@ -254,7 +294,6 @@ def train_prm(
     import torch
     from tqdm import tqdm
 
-    from reasoner.labels import resolve_label_kind
     from reasoner.models.hf_prm import PRMInputBuilder
     from reasoner.models.resolve import (
         load_causal_lm,
@@ -264,12 +303,11 @@ def train_prm(
     )
     from reasoner.training.policy_trainer import warmup_cosine_lr
 
-    try:
-        label, eta = resolve_label_kind(
-            cfg.label, cfg.eta if cfg.label.strip().lower() == "er" else None
-        )
-    except ValueError as err:
-        raise ReasonerError(f"train-prm: {err}") from err
+    if cfg.kind == "evidence":
+        from reasoner.training.evidence_trainer import train_evidence_prm
+
+        return train_evidence_prm(cfg, records, progress)
+    label, eta = cfg.label_kind()
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out_dir)

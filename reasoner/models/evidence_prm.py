@@ -1,0 +1,266 @@
+"""The evidence PRM: a learned step-value head over the policy's own token evidence.
+
+score(step) = sigmoid(head(features of the steps so far)), where the features
+(reasoner.models.token_evidence) pool how likely the base causal LM found each token of the step
+and how far it fell below its favourite, by role (result digit, other digit, word). The head is a
+small MLP trained on rollout labels (ER, soft, hard, ORM) by reasoner.training.evidence_trainer.
+
+Why it exists: a PRM fine-tuned from the 3.4M-parameter policy could not learn to check a step
+(benchmarks/results/prm_recipes.md), while the policy's own token probabilities separate a right
+step from the same step with a slipped result. A checkpoint is a directory holding
+evidence_prm.json (base spec, feature names, sizes) and head.safetensors; the base's weights are
+not copied ("embedded" means the shipped policy).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reasoner.models.base import ScoreRequest
+from reasoner.models.kv_reuse import PrefixKVCache, assemble, extract
+from reasoner.models.resolve import load_causal_lm, load_step_format, load_tokenizer
+from reasoner.models.token_evidence import FEATURES, TokenRoles, chain_layout, evidence_rows
+from reasoner.step_format import StepFormat
+from reasoner.types import ReasonerError
+
+CONFIG_FILE = "evidence_prm.json"
+HEAD_FILE = "head.safetensors"
+
+
+def is_evidence_prm(path: str | Path) -> bool:
+    """True when `path` is an evidence-PRM checkpoint directory."""
+    return (Path(path) / CONFIG_FILE).exists()
+
+
+class EvidenceHead(torch.nn.Module):
+    """Standardise the features, then a one-hidden-layer MLP to a step-value logit."""
+
+    def __init__(self, features: int, hidden: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(features))
+        self.register_buffer("std", torch.ones(features))
+        self.hidden = torch.nn.Linear(features, hidden)
+        self.out = torch.nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x - self.mean) / self.std
+        return self.out(torch.tanh(self.hidden(z)))[..., 0]
+
+
+def save_evidence_prm(
+    directory: str | Path, head: EvidenceHead, base: str, extra: dict[str, Any] | None = None
+) -> Path:
+    """Write evidence_prm.json and head.safetensors (fp32: the head is a few KB)."""
+    from safetensors.torch import save_file
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {
+        "kind": "evidence",
+        "base": base,
+        "features": list(FEATURES),
+        "hidden": head.hidden.out_features,
+        **(extra or {}),
+    }
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+    save_file({k: v.contiguous() for k, v in head.state_dict().items()}, out / HEAD_FILE)
+    return out
+
+
+def load_evidence_head(directory: Path) -> tuple[EvidenceHead, dict[str, Any]]:
+    """The head and its config, with clear errors for a damaged or mismatched checkpoint."""
+    from safetensors.torch import load_file
+
+    try:
+        config = json.loads((directory / CONFIG_FILE).read_text())
+    except json.JSONDecodeError as err:
+        raise ReasonerError(f"{directory / CONFIG_FILE}: not valid JSON ({err})") from err
+    for key in ("base", "features", "hidden"):
+        if key not in config:
+            raise ReasonerError(f"{directory / CONFIG_FILE}: missing field {key!r}")
+    if list(config["features"]) != list(FEATURES):
+        raise ReasonerError(
+            f"{directory / CONFIG_FILE}: trained on features {config['features']}, but this "
+            f"version computes {list(FEATURES)}; retrain it with `reasoner train-prm`"
+        )
+    if not (directory / HEAD_FILE).exists():
+        raise ReasonerError(f"evidence PRM {directory} has no {HEAD_FILE}")
+    head = EvidenceHead(len(FEATURES), int(config["hidden"]))
+    head.load_state_dict(load_file(directory / HEAD_FILE))
+    head.eval()
+    return head, config
+
+
+class EvidenceFeatures:
+    """FEATURES rows for every step of (problem, steps) chains, from one base-LM forward each.
+
+    A chain extending an already encoded chain (a child in a search tree) reuses its parent's KV
+    states and rows: only the new step is encoded, plus the parent's last token, whose logits
+    predict the new step's first token. Used by the evidence PRM and its trainer alike.
+    """
+
+    def __init__(
+        self,
+        base: str | Path,
+        step_format: StepFormat | str | dict | None = None,
+        dtype: str = "float32",
+        max_batch_tokens: int = 16384,
+        trust_remote_code: bool = False,
+        prefix_cache_mb: int = 1024,
+    ):
+        from reasoner.models.resolve import resolve_model_path
+
+        path = resolve_model_path(base, "policy")
+        self.step_format = load_step_format(path, step_format)
+        self.tokenizer = load_tokenizer(path, trust_remote_code)
+        self.model = load_causal_lm(path, dtype, trust_remote_code)
+        self.roles = TokenRoles(self.tokenizer)
+        self.max_context = int(getattr(self.model.config, "max_position_embeddings", 4096))
+        self.max_batch_tokens = max_batch_tokens
+        self.prefix_cache = PrefixKVCache(prefix_cache_mb * 2**20) if prefix_cache_mb > 0 else None
+
+    def layout(self, request: ScoreRequest) -> tuple[list[int], list[tuple[int, int]]]:
+        """Policy-side ids of the chain and each step's token span."""
+        prompt = self.step_format.encode_prompt(request.problem, self.tokenizer, self.max_context)
+        steps = request.steps or [""]
+        return chain_layout(self.tokenizer, prompt, steps, self.step_format.delimiter)
+
+    @torch.no_grad()
+    def rows(self, requests: list[ScoreRequest]) -> tuple[list[list[list[float]]], int]:
+        """Feature rows per step of every chain, and the number of base tokens computed."""
+        chains = [self.layout(r) for r in requests]
+        plans = [self._plan(ids, spans) for ids, spans in chains]
+        order = sorted(range(len(chains)), key=lambda i: len(chains[i][0]) - plans[i][0])
+        rows: list[list[list[float]]] = [[] for _ in chains]
+        tokens = 0
+        for batch in self._batches(order, chains):
+            encoded = self._encode([chains[i] for i in batch], [plans[i] for i in batch])
+            for i, values in zip(batch, encoded):
+                rows[i] = values
+            tokens += sum(len(chains[i][0]) - plans[i][0] for i in batch)
+        return rows, tokens
+
+    def _batches(self, order: list[int], chains: list) -> list[list[int]]:
+        """Consecutive chains of `order` in batches of at most max_batch_tokens padded tokens."""
+        batches: list[list[int]] = []
+        current: list[int] = []
+        width = 0
+        for i in order:
+            w = max(width, len(chains[i][0]))
+            if current and (len(current) + 1) * w > self.max_batch_tokens:
+                batches.append(current)
+                current, w = [], len(chains[i][0])
+            current.append(i)
+            width = w
+        return batches + ([current] if current else [])
+
+    def _plan(self, ids: list[int], spans: list[tuple[int, int]]) -> tuple[int, object, list]:
+        """(reused length, reused KV, reused rows): the longest cached prefix of the chain.
+
+        Cached are whole step prefixes (a parent chain, through its last step's text) and the
+        prompt without its last token (whose logits predict the first step's first token)."""
+        if self.prefix_cache is None:
+            return 0, None, []
+        for j in range(len(spans) - 1, 0, -1):
+            entry = self.prefix_cache.get_entry(tuple(ids[: spans[j - 1][1]]))
+            if entry is not None:
+                return spans[j - 1][1], entry[0], list(entry[1])  # type: ignore[arg-type]
+        entry = self.prefix_cache.get_entry(tuple(ids[: spans[0][0] - 1]))
+        if entry is not None:
+            return spans[0][0] - 1, entry[0], []
+        return 0, None, []
+
+    def _encode(self, batch: list, plans: list) -> list[list[list[float]]]:
+        """Feature rows of every step of a batch of chains, reusing planned prefixes."""
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        suffixes = [ids[cut:] for (ids, _), (cut, _, _) in zip(batch, plans)]
+        input_ids, mask, positions, past = assemble([p[1] for p in plans], suffixes, pad)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=past,
+            use_cache=self.prefix_cache is not None,
+        )
+        width = input_ids.shape[1]
+        results = []
+        for b, ((ids, spans), (cut, _, known)) in enumerate(zip(batch, plans)):
+            # block column width - len(suffix) + t holds sequence position cut + t, whose logits
+            # predict the token at cut + t + 1
+            logp = torch.log_softmax(out.logits[b, width - len(suffixes[b]) : -1].float(), -1)
+            chosen = logp.gather(1, torch.tensor(ids[cut + 1 :])[:, None])[:, 0]
+            stats = (chosen, chosen - logp.max(-1).values, -(logp.exp() * logp).sum(-1))
+            new = list(range(len(known), len(spans)))
+            values = list(known) + evidence_rows(
+                stats,
+                [ids[spans[i][0] : spans[i][1]] for i in new],
+                [(spans[i][0] - cut - 1, spans[i][1] - cut - 1) for i in new],
+                self.roles,
+                known,
+            )
+            if self.prefix_cache is not None:
+                kv = extract(out.past_key_values, b, mask[b])  # all of ids
+                keeps = [(spans[i][1], values[: i + 1]) for i in new]
+                if cut < spans[0][0] - 1:
+                    keeps.append((spans[0][0] - 1, []))  # the prompt, for sibling first steps
+                for keep, payload in keeps:
+                    part = [(k[:, :keep].clone(), v[:, :keep].clone()) for k, v in kv]
+                    self.prefix_cache.put(tuple(ids[:keep]), part, payload)
+            results.append(values)
+        return results
+
+
+class EvidencePRM:
+    """ProcessRewardModel: the trained head over EvidenceFeatures of its base causal LM."""
+
+    def __init__(
+        self,
+        model: str | Path = "embedded",
+        step_format: StepFormat | str | dict | None = None,
+        dtype: str = "float32",
+        max_batch_tokens: int = 16384,
+        trust_remote_code: bool = False,
+        threads: int | None = None,
+        prefix_cache_mb: int = 1024,
+    ):
+        from reasoner.models.resolve import resolve_model_path
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.path = resolve_model_path(model, "prm")
+        self.head, self.config = load_evidence_head(self.path)
+        base = str(self.config["base"])
+        if base != "embedded" and not Path(base).is_absolute():
+            base = str(self.path / base)
+        self.features = EvidenceFeatures(
+            base, step_format, dtype, max_batch_tokens, trust_remote_code, prefix_cache_mb
+        )
+        self.step_format = self.features.step_format
+        self.num_parameters = sum(p.numel() for p in self.features.model.parameters()) + sum(
+            p.numel() for p in self.head.parameters()
+        )
+
+    @property
+    def prefix_cache(self) -> PrefixKVCache | None:
+        return self.features.prefix_cache
+
+    def clear_cache(self) -> None:
+        """Forget cached prefix encodings, so a search's cost does not depend on earlier ones."""
+        if self.features.prefix_cache is not None:
+            self.features.prefix_cache.clear()
+
+    @torch.no_grad()
+    def score(self, requests: list[ScoreRequest]) -> tuple[list[list[float]], int]:
+        """Step scores for every chain and the number of base-model tokens computed."""
+        rows, tokens = self.features.rows(requests)
+        flat = [row for chain in rows for row in chain]
+        probs = torch.sigmoid(self.head(torch.tensor(flat))).tolist() if flat else []
+        scores, k = [], 0
+        for r, chain in zip(requests, rows):
+            scores.append(probs[k : k + len(r.steps)])
+            k += len(chain)
+        return scores, tokens
