@@ -112,7 +112,7 @@ def sample_solutions(problems: list, max_n: int, seed: int, path: Path, chunk: i
 
 
 def score_solutions(
-    prm_path: str, problems: list, samples: dict, path: Path, threads: int, chunk: int = 8
+    prm_path: Any, problems: list, samples: dict, path: Path, threads: int, chunk: int = 8
 ) -> dict[str, list[list[float]]]:
     """Step scores of every sampled solution under one PRM (cached, resumable)."""
     from tqdm import tqdm
@@ -234,6 +234,29 @@ def step_likelihoods(policy, chains: list[tuple[str, list[str]]]) -> list[list[f
     ]
 
 
+class MinGapVerifier:
+    """A baseline verifier needing no training: a step scores exp(the lowest log-probability gap
+    of its tokens to the policy's favourite), 1 when every token was the policy's argmax. It is
+    one of the evidence PRM's input features; the trained head should beat it."""
+
+    num_parameters = 0
+
+    def __init__(self, threads: int):
+        from reasoner.models.evidence_prm import EvidenceFeatures
+
+        self.features = EvidenceFeatures("embedded", prefix_cache_mb=0)
+        self.step_format = self.features.step_format
+
+    def score(self, requests: list) -> tuple[list[list[float]], int]:
+        import math
+
+        from reasoner.models.token_evidence import FEATURES
+
+        gap = FEATURES.index("gap_min")
+        rows, tokens = self.features.rows(requests)
+        return [[math.exp(r[gap]) for r in chain] for chain in rows], tokens
+
+
 def likelihood_scores(problems: list, samples: dict, path: Path, chunk: int = 4) -> dict:
     """A baseline verifier needing no training: each step scored by the policy's own confidence
     in it (step_likelihoods; cached, resumable). Sampling slips are low-probability tokens, so
@@ -353,6 +376,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.likelihood:
         scores["policy likelihood"] = likelihood_scores(
             problems, samples, cache / "scores-policy-likelihood.jsonl"
+        )
+        scores["policy min token gap"] = score_solutions(
+            MinGapVerifier(args.threads),
+            problems,
+            samples,
+            cache / "scores-policy-min-gap.jsonl",
+            args.threads,
         )
     none = {p.id: [[] for _ in samples[p.id]["samples"]] for p in problems}
     rows: list[dict[str, Any]] = []
@@ -483,7 +513,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--aggregations", default="min,last")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
-        "--likelihood", action="store_true", help="add the policy-likelihood verifier baseline"
+        "--likelihood",
+        action="store_true",
+        help="add the untrained policy-confidence baselines (step likelihood, min token gap)",
     )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", default="runs/er_experiment")

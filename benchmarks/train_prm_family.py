@@ -1,11 +1,14 @@
 """Train the PRM family of the ER-PRM experiment from ONE set of stored rollouts.
 
 Label kinds: hard, soft, ER at each eta, and ORM; every other setting comes from the training
-config (reasoner/configs/prm.toml), so the label is the only difference between the PRMs.
-Each PRM goes to RUNS/prm-KIND; finished ones are skipped and an interrupted one resumes.
+config, so the label is the only difference between the PRMs. The default config trains evidence
+PRMs (reasoner/configs/prm.toml; they share one feature cache, so each takes seconds after the
+first); reasoner/configs/prm_lm.toml trains LM PRMs (about 6.5 min each).
+Each PRM goes to RUNS/PREFIX-KIND (PREFIX "evidence" or "prm", by the config's kind); finished
+ones are skipped and an interrupted one resumes.
 
-Usage: python -m benchmarks.train_prm_family [--kinds hard,soft,er-0.5,...] [--runs runs]
-Then: python -m benchmarks.er_experiment --prms hard=runs/prm-hard/final,...
+Usage: python -m benchmarks.train_prm_family [--config ...] [--kinds hard,soft,er-0.5,...]
+Then: python -m benchmarks.er_experiment --prms hard=runs/evidence-hard/final,...
 """
 
 from __future__ import annotations
@@ -26,19 +29,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", default="runs")
     ap.add_argument("--epochs", type=float, help="override the config's epochs")
     args = ap.parse_args(argv)
+    evidence = PRMTrainConfig.from_toml(args.config).kind == "evidence"
+    prefix = "evidence" if evidence else "prm"
     for kind in args.kinds.split(","):
-        out = Path(args.runs) / f"prm-{kind}"
+        out = Path(args.runs) / f"{prefix}-{kind}"
         if (out / "final" / "prm_training.json").exists():
             print(f"{kind}: done ({out / 'final'})")
             continue
         overrides = {"label": kind, "out_dir": str(out)}
+        if evidence:
+            overrides["features_cache"] = str(Path(args.runs) / "evidence-features.pt")
         if args.epochs is not None:
             overrides["epochs"] = args.epochs
         cfg = PRMTrainConfig.from_toml(args.config, **overrides)
         t0 = time.time()
         train_prm(cfg)
         print(f"{kind}: trained in {time.time() - t0:.0f} s -> {out / 'final'}", flush=True)
-    print("--prms " + ",".join(f"{k}={args.runs}/prm-{k}/final" for k in args.kinds.split(",")))
+    kinds = args.kinds.split(",")
+    print("--prms " + ",".join(f"{k}={args.runs}/{prefix}-{k}/final" for k in kinds))
     return 0
 
 

@@ -202,6 +202,7 @@ def cmd_train_prm(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "epochs": args.epochs,
         "threads": args.threads,
+        "kind": args.kind,
     }
     cfg = (
         PRMTrainConfig.from_toml(args.config, **overrides)
@@ -213,7 +214,9 @@ def cmd_train_prm(args: argparse.Namespace) -> int:
     if args.install:
         from reasoner.training.install import install_embedded
 
-        print(f"installed as the embedded PRM: {install_embedded(final, 'prm')}")
+        # the evidence PRM is prm="embedded"; an LM PRM is prm="embedded-lm"
+        slot, spec = ("prm", "embedded") if cfg.kind == "evidence" else ("prm-lm", "embedded-lm")
+        print(f"installed as prm={spec!r}: {install_embedded(final, slot)}")
     return 0
 
 
@@ -379,13 +382,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="er | soft | hard | orm | exact (oracle step truth, synthetic suites), or er-ETA",
     )
     p.add_argument("--eta", type=float)
+    p.add_argument(
+        "--kind", choices=["lm", "evidence"], help="fine-tune the base (lm) or an evidence head"
+    )
     p.add_argument("--epochs", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
     p.add_argument(
         "--install",
         action="store_true",
-        help="copy the result into the package as the embedded PRM",
+        help="copy the result into the package: an evidence PRM as prm='embedded', "
+        "an LM PRM as prm='embedded-lm'",
     )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train_prm)

@@ -132,7 +132,9 @@ def train_evidence_prm(cfg: Any, records: list[LabeledSolution] | None, progress
         from reasoner.training.augment import slip_negatives
 
         train_recs = train_recs + slip_negatives(train_recs, cfg.slip_negatives, cfg.seed)
-    rows = record_features(train_recs + val_recs, base, out / "features.pt", progress)
+    cache = Path(cfg.features_cache) if cfg.features_cache else out / "features.pt"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    rows = record_features(train_recs + val_recs, base, cache, progress)
     train_ex = _examples(train_recs, rows[: len(train_recs)], label, eta)
     val_ex = _examples(val_recs, rows[len(train_recs) :], label, eta)
     x = torch.tensor([row for e in train_ex for row in e["rows"]], dtype=torch.float32)

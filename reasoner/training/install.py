@@ -17,6 +17,8 @@ KEEP = (
     "step_format.json",
     "chat_template.jinja",
     "prm_training.json",  # provenance: config, data checksum, final metrics
+    "evidence_prm.json",  # an evidence PRM: its config and head
+    "head.safetensors",
 )
 
 

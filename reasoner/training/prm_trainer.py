@@ -73,8 +73,10 @@ class PRMTrainConfig:
     # train only the appended layers, the final norm and the (untied) output head: the policy's
     # layers, whose last one forms its next-token predictions, stay exactly as trained
     freeze_base: bool = False
-    # kind "evidence": hidden units of the head's MLP
+    # kind "evidence": hidden units of the head's MLP, and where the base's features of the
+    # records are cached ("" = out_dir/features.pt; PRMs of several label kinds can share one)
     evidence_hidden: int = 16
+    features_cache: str = ""
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> PRMTrainConfig:
