@@ -74,6 +74,14 @@ def test_a_slipped_result_is_evidence_against_the_step(features):
     assert rows[1][0][F["opd_lp_min"]] == pytest.approx(rows[0][0][F["opd_lp_min"]], abs=1e-5)
 
 
+def test_equation_checks_flag_a_false_step_and_every_step_after_it(features):
+    steps = [STEPS[0], "On Friday she earns 14 * 2 = 29 dollars.", *STEPS[2:]]
+    rows, _ = features.rows([ScoreRequest(PROBLEM.text, steps)])
+    assert [r[F["eq_false"]] for r in rows[0]] == [0.0, 1.0, 0.0, 0.0]
+    assert [r[F["run_neg_eq_false"]] for r in rows[0]] == [0.0, -1.0, -1.0, -1.0]
+    assert [r[F["eq_count"]] for r in rows[0]] == [1.0, 1.0, 1.0, 1.0]
+
+
 def test_running_features_are_prefix_minima(features):
     rows, _ = features.rows([ScoreRequest(PROBLEM.text, STEPS)])
     for name in ("lp_min", "res_lp_min"):
@@ -100,7 +108,8 @@ def test_prefix_reuse_gives_the_same_rows_for_fewer_tokens(features):
 @pytest.fixture
 def evidence_ckpt(tmp_path):
     torch.manual_seed(0)
-    return save_evidence_prm(tmp_path / "ev", EvidenceHead(len(FEATURES), 4), base="embedded")
+    head = EvidenceHead(len(FEATURES), 4)
+    return save_evidence_prm(tmp_path / "ev", head, base="embedded", features=list(FEATURES))
 
 
 def test_checkpoint_loads_through_load_prm_and_scores_in_unit_interval(evidence_ckpt):
@@ -119,8 +128,11 @@ def test_checkpoint_loads_through_load_prm_and_scores_in_unit_interval(evidence_
 
 def test_damaged_checkpoints_fail_with_the_file_named(evidence_ckpt):
     config = json.loads((evidence_ckpt / CONFIG_FILE).read_text())
+    (evidence_ckpt / CONFIG_FILE).write_text(json.dumps({**config, "features": ["lp_max"]}))
+    with pytest.raises(ReasonerError, match=r"evidence_prm.json: trained on features \['lp_max'\]"):
+        EvidencePRM(evidence_ckpt)
     (evidence_ckpt / CONFIG_FILE).write_text(json.dumps({**config, "features": ["lp_min"]}))
-    with pytest.raises(ReasonerError, match="evidence_prm.json.*retrain"):
+    with pytest.raises(ReasonerError, match="head.safetensors does not match evidence_prm.json"):
         EvidencePRM(evidence_ckpt)
     (evidence_ckpt / CONFIG_FILE).write_text("{not json")
     with pytest.raises(ReasonerError, match="evidence_prm.json: not valid JSON"):
@@ -167,10 +179,13 @@ def test_trainer_learns_the_slip_from_labels_and_resumes(tmp_path):
         save_every=20,
         val_fraction=0.25,
         threads=1,
+        evidence_groups=["token"],  # no calculator: the slip must be read off the policy
     )
     final = train_prm(cfg, records=records, progress=False)
     summary = json.loads((final / "prm_training.json").read_text())
     assert summary["kind"] == "evidence" and summary["eta"] == 2.5
+    config = json.loads((final / CONFIG_FILE).read_text())
+    assert config["features"] and not any("eq_" in f for f in config["features"])
     assert summary["train_records"] + summary["val_records"] == len(records)  # all data used
     assert summary["val"]["pair_acc_min"] > 0.9  # held-out problems: right above slipped
     assert summary["val"]["auc_vs_exact"] > 0.9
@@ -186,6 +201,8 @@ def test_trainer_learns_the_slip_from_labels_and_resumes(tmp_path):
 def test_trainer_rejects_options_of_the_lm_kind_before_any_work(tmp_path):
     with pytest.raises(ReasonerError, match="kind must be one of lm, evidence"):
         PRMTrainConfig(kind="tree")
+    with pytest.raises(ReasonerError, match="evidence_groups.*token, equation"):
+        PRMTrainConfig(kind="evidence", evidence_groups=["tokens"])
     cfg = PRMTrainConfig(kind="evidence", extra_layers=2, out_dir=str(tmp_path / "x"))
     with pytest.raises(ReasonerError, match="extra_layers.*kind 'lm' only"):
         train_prm(cfg, records=_records(2), progress=False)

@@ -52,9 +52,14 @@ class EvidenceHead(torch.nn.Module):
 
 
 def save_evidence_prm(
-    directory: str | Path, head: EvidenceHead, base: str, extra: dict[str, Any] | None = None
+    directory: str | Path,
+    head: EvidenceHead,
+    base: str,
+    features: list[str],
+    extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write evidence_prm.json and head.safetensors (fp32: the head is a few KB)."""
+    """Write evidence_prm.json and head.safetensors (fp32: the head is a few KB); `features` are
+    the names of the head's inputs, in order (a subset of FEATURES)."""
     from safetensors.torch import save_file
 
     out = Path(directory)
@@ -62,7 +67,7 @@ def save_evidence_prm(
     config = {
         "kind": "evidence",
         "base": base,
-        "features": list(FEATURES),
+        "features": list(features),
         "hidden": head.hidden.out_features,
         **(extra or {}),
     }
@@ -71,8 +76,9 @@ def save_evidence_prm(
     return out
 
 
-def load_evidence_head(directory: Path) -> tuple[EvidenceHead, dict[str, Any]]:
-    """The head and its config, with clear errors for a damaged or mismatched checkpoint."""
+def load_evidence_head(directory: Path) -> tuple[EvidenceHead, dict[str, Any], list[int]]:
+    """The head, its config and its input columns in a FEATURES row, with clear errors for a
+    damaged or mismatched checkpoint."""
     from safetensors.torch import load_file
 
     try:
@@ -82,17 +88,21 @@ def load_evidence_head(directory: Path) -> tuple[EvidenceHead, dict[str, Any]]:
     for key in ("base", "features", "hidden"):
         if key not in config:
             raise ReasonerError(f"{directory / CONFIG_FILE}: missing field {key!r}")
-    if list(config["features"]) != list(FEATURES):
+    unknown = [f for f in config["features"] if f not in FEATURES]
+    if unknown or not config["features"]:
         raise ReasonerError(
-            f"{directory / CONFIG_FILE}: trained on features {config['features']}, but this "
-            f"version computes {list(FEATURES)}; retrain it with `reasoner train-prm`"
+            f"{directory / CONFIG_FILE}: trained on features {unknown or '[]'} that this version "
+            f"does not compute (it has {list(FEATURES)}); retrain it with `reasoner train-prm`"
         )
     if not (directory / HEAD_FILE).exists():
         raise ReasonerError(f"evidence PRM {directory} has no {HEAD_FILE}")
-    head = EvidenceHead(len(FEATURES), int(config["hidden"]))
-    head.load_state_dict(load_file(directory / HEAD_FILE))
+    head = EvidenceHead(len(config["features"]), int(config["hidden"]))
+    try:
+        head.load_state_dict(load_file(directory / HEAD_FILE))
+    except RuntimeError as err:
+        raise ReasonerError(f"{directory / HEAD_FILE} does not match {CONFIG_FILE}: {err}") from err
     head.eval()
-    return head, config
+    return head, config, [FEATURES.index(f) for f in config["features"]]
 
 
 class EvidenceFeatures:
@@ -138,7 +148,11 @@ class EvidenceFeatures:
         rows: list[list[list[float]]] = [[] for _ in chains]
         tokens = 0
         for batch in self._batches(order, chains):
-            encoded = self._encode([chains[i] for i in batch], [plans[i] for i in batch])
+            encoded = self._encode(
+                [chains[i] for i in batch],
+                [plans[i] for i in batch],
+                [requests[i].steps or [""] for i in batch],
+            )
             for i, values in zip(batch, encoded):
                 rows[i] = values
             tokens += sum(len(chains[i][0]) - plans[i][0] for i in batch)
@@ -174,7 +188,7 @@ class EvidenceFeatures:
             return spans[0][0] - 1, entry[0], []
         return 0, None, []
 
-    def _encode(self, batch: list, plans: list) -> list[list[list[float]]]:
+    def _encode(self, batch: list, plans: list, texts: list) -> list[list[list[float]]]:
         """Feature rows of every step of a batch of chains, reusing planned prefixes."""
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         suffixes = [ids[cut:] for (ids, _), (cut, _, _) in zip(batch, plans)]
@@ -197,7 +211,7 @@ class EvidenceFeatures:
             new = list(range(len(known), len(spans)))
             values = list(known) + evidence_rows(
                 stats,
-                [ids[spans[i][0] : spans[i][1]] for i in new],
+                [(texts[b][i], ids[spans[i][0] : spans[i][1]]) for i in new],
                 [(spans[i][0] - cut - 1, spans[i][1] - cut - 1) for i in new],
                 self.roles,
                 known,
@@ -232,7 +246,7 @@ class EvidencePRM:
         if threads:
             torch.set_num_threads(threads)
         self.path = resolve_model_path(model, "prm")
-        self.head, self.config = load_evidence_head(self.path)
+        self.head, self.config, self.columns = load_evidence_head(self.path)
         base = str(self.config["base"])
         if base != "embedded" and not Path(base).is_absolute():
             base = str(self.path / base)
@@ -258,7 +272,8 @@ class EvidencePRM:
         """Step scores for every chain and the number of base-model tokens computed."""
         rows, tokens = self.features.rows(requests)
         flat = [row for chain in rows for row in chain]
-        probs = torch.sigmoid(self.head(torch.tensor(flat))).tolist() if flat else []
+        x = torch.tensor(flat)[:, self.columns] if flat else None
+        probs = torch.sigmoid(self.head(x)).tolist() if flat else []
         scores, k = [], 0
         for r, chain in zip(requests, rows):
             scores.append(probs[k : k + len(r.steps)])

@@ -4,7 +4,8 @@ A sampling slip at temperature 1 is a token the policy itself found unlikely: a 
 in an equation's result, a copied operand that is not in the problem. This module pools, per step, from
 the policy's distribution at every token of (prompt, steps), how likely each token was
 and how far it fell below the policy's favourite, split by the token's role (a result digit after
-"=", another digit, a word). The evidence PRM (reasoner.models.evidence_prm) learns from rollout
+"=", another digit, a word), and, as a separate feature group, whether the step's equations hold
+(a calculator check the tiny policy cannot learn to do itself). The evidence PRM (reasoner.models.evidence_prm) learns from rollout
 labels how this evidence maps to a step's value.
 """
 
@@ -29,8 +30,25 @@ STEP_FEATURES = (
     "res_entropy_max",
     "sqrt_tokens",
 )
-RUNNING = ("lp_min", "gap_min", "res_lp_min", "res_gap_min", "opd_lp_min", "opd_gap_min")
-FEATURES = STEP_FEATURES + tuple(f"run_{name}" for name in RUNNING)
+# Equation checks (reasoner.synthetic.checker, a calculator over "a op b = c" in the step text):
+# whether some equation of the step is false, and how many equations it holds.
+CHECK_FEATURES = ("eq_false", "eq_count")
+# prefix running minima ("run_" + name): a step's value depends on every step so far
+RUNNING = (
+    "lp_min",
+    "gap_min",
+    "res_lp_min",
+    "res_gap_min",
+    "opd_lp_min",
+    "opd_gap_min",
+    "neg_eq_false",
+)
+FEATURES = STEP_FEATURES + CHECK_FEATURES + tuple(f"run_{name}" for name in RUNNING)
+# what a head may be trained on: the policy's token evidence, and optionally the equation checks
+FEATURE_GROUPS = {
+    "token": tuple(f for f in FEATURES if "eq_" not in f),
+    "equation": ("eq_false", "eq_count", "run_neg_eq_false"),
+}
 
 WORD, OPERAND, RESULT = 0, 1, 2
 
@@ -85,27 +103,31 @@ def chain_layout(
 
 def evidence_rows(
     stats: tuple[Any, Any, Any],
-    step_ids: Sequence[Sequence[int]],
+    steps: Sequence[tuple[str, Sequence[int]]],
     spans: Sequence[tuple[int, int]],
     roles: TokenRoles,
     known: Sequence[Sequence[float]] = (),
 ) -> list[list[float]]:
-    """FEATURES rows of new steps from per-token (log p, gap to argmax, entropy) tensors.
+    """FEATURES rows of new steps ((text, token ids) each) from per-token (log p, gap to argmax,
+    entropy) tensors; spans index those tensors; `known` are the rows of the steps before (their
+    running minima carry on)."""
+    from reasoner.synthetic.checker import find_equations
 
-    spans index the stats tensors; `known` are the rows of the steps before (their running
-    minima carry on)."""
     lp_row, gap_row, ent_row = (t.tolist() for t in stats)
-    running = {name: 0.0 for name in RUNNING}
-    if known:
-        last = known[-1]
-        for k, name in enumerate(RUNNING):
-            running[name] = last[len(STEP_FEATURES) + k]
+    first_run = len(STEP_FEATURES) + len(CHECK_FEATURES)
+    running = {name: known[-1][first_run + k] if known else 0.0 for k, name in enumerate(RUNNING)}
     rows = []
-    for ids, (begin, end) in zip(step_ids, spans):
+    for (text, ids), (begin, end) in zip(steps, spans):
         feats = _pool(lp_row[begin:end], gap_row[begin:end], ent_row[begin:end], roles(ids))
+        equations = find_equations(text)
+        feats["eq_false"] = float(any(not eq.holds for eq in equations))
+        feats["eq_count"] = float(len(equations))
+        feats["neg_eq_false"] = -feats["eq_false"]
         for name in RUNNING:
             running[name] = min(running[name], feats[name])
-        rows.append([feats[n] for n in STEP_FEATURES] + [running[n] for n in RUNNING])
+        rows.append(
+            [feats[n] for n in STEP_FEATURES + CHECK_FEATURES] + [running[n] for n in RUNNING]
+        )
     return rows
 
 

@@ -102,7 +102,7 @@ def train_evidence_prm(cfg: Any, records: list[LabeledSolution] | None, progress
 
     from reasoner.models.evidence_prm import EvidenceHead, save_evidence_prm
     from reasoner.models.resolve import resolve_model_path
-    from reasoner.models.token_evidence import FEATURES
+    from reasoner.models.token_evidence import FEATURE_GROUPS, FEATURES
     from reasoner.training.policy_trainer import warmup_cosine_lr
     from reasoner.training.prm_trainer import split_by_problem
 
@@ -137,11 +137,15 @@ def train_evidence_prm(cfg: Any, records: list[LabeledSolution] | None, progress
     rows = record_features(train_recs + val_recs, base, cache, progress)
     train_ex = _examples(train_recs, rows[: len(train_recs)], label, eta)
     val_ex = _examples(val_recs, rows[len(train_recs) :], label, eta)
+    names = [f for f in FEATURES if any(f in FEATURE_GROUPS[g] for g in cfg.evidence_groups)]
+    columns = [FEATURES.index(f) for f in names]
+    for e in train_ex + val_ex:
+        e["rows"] = [[row[c] for c in columns] for row in e["rows"]]
     x = torch.tensor([row for e in train_ex for row in e["rows"]], dtype=torch.float32)
     y = torch.tensor([t for e in train_ex for t in e["targets"]], dtype=torch.float32)
     if not len(x):
         raise ReasonerError(f"train-prm: the records in {cfg.data} hold no steps to train on")
-    head = EvidenceHead(len(FEATURES), cfg.evidence_hidden)
+    head = EvidenceHead(len(names), cfg.evidence_hidden)
     head.mean.copy_(x.mean(0))
     head.std.copy_(x.std(0).clamp(min=1e-3))
     optim = torch.optim.AdamW(
@@ -198,6 +202,7 @@ def train_evidence_prm(cfg: Any, records: list[LabeledSolution] | None, progress
     bar.close()
     summary = {
         "kind": "evidence",
+        "features": cfg.evidence_groups,
         "label": label,
         "eta": eta,
         "train_records": len(train_ex),
@@ -206,6 +211,6 @@ def train_evidence_prm(cfg: Any, records: list[LabeledSolution] | None, progress
         "steps": total_steps,
         "val": evaluate_head(head, val_ex) if val_ex else {},
     }
-    final = save_evidence_prm(out / "final", head.eval(), base, {"training": summary})
+    final = save_evidence_prm(out / "final", head.eval(), base, names, {"training": summary})
     (final / "prm_training.json").write_text(json.dumps(summary, indent=2))
     return final

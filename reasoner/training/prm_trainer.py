@@ -77,6 +77,10 @@ class PRMTrainConfig:
     # records are cached ("" = out_dir/features.pt; PRMs of several label kinds can share one)
     evidence_hidden: int = 16
     features_cache: str = ""
+    # kind "evidence": feature groups the head reads (reasoner.models.token_evidence.FEATURE_GROUPS):
+    # "token" (the base's own token probabilities) and "equation" (a calculator check of the
+    # step's equations, for suites whose steps compute "a op b = c")
+    evidence_groups: list[str] = dataclasses.field(default_factory=lambda: ["token", "equation"])
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> PRMTrainConfig:
@@ -86,6 +90,14 @@ class PRMTrainConfig:
         if self.kind not in PRM_KINDS:
             raise ReasonerError(
                 f"train-prm: kind must be one of {', '.join(PRM_KINDS)}, got {self.kind!r}"
+            )
+        from reasoner.models.token_evidence import FEATURE_GROUPS
+
+        bad = [g for g in self.evidence_groups if g not in FEATURE_GROUPS]
+        if bad or not self.evidence_groups:
+            raise ReasonerError(
+                f"train-prm: evidence_groups {self.evidence_groups!r} must be a non-empty list of "
+                f"{', '.join(FEATURE_GROUPS)}"
             )
         if self.evidence_hidden < 1:
             raise ReasonerError(
