@@ -234,6 +234,65 @@ def step_likelihoods(policy, chains: list[tuple[str, list[str]]]) -> list[list[f
     ]
 
 
+def evidence_rows_cached(problems: list, samples: dict, path: Path, chunk: int = 8) -> dict:
+    """The embedded policy's evidence rows (reasoner.models.token_evidence.FEATURES) for every
+    step of every sample (cached, resumable): evidence PRMs on the same base differ only in
+    their head, so the base runs once for all of them."""
+    from tqdm import tqdm
+
+    from reasoner.models.base import ScoreRequest
+    from reasoner.models.evidence_prm import EvidenceFeatures
+
+    done = _read_jsonl(path)
+    todo = [p for p in problems if p.id not in done]
+    if todo:
+        features = EvidenceFeatures("embedded", prefix_cache_mb=0)
+        for start in tqdm(range(0, len(todo), chunk), desc="evidence rows", unit="chunk"):
+            part = todo[start : start + chunk]
+            reqs = [
+                ScoreRequest(p.text, c["steps"] or [""])
+                for p in part
+                for c in samples[p.id]["samples"]
+            ]
+            rows, _ = features.rows(reqs)
+            out, k = [], 0
+            for p in part:
+                n = len(samples[p.id]["samples"])
+                out.append({"id": p.id, "rows": rows[k : k + n]})
+                k += n
+            _append(path, out)
+            done.update({r["id"]: r for r in out})
+    return {p.id: done[p.id]["rows"] for p in problems}
+
+
+def head_scores(prm_path: str, problems: list, samples: dict, rows: dict) -> dict:
+    """Step scores of an evidence PRM on the embedded policy, from cached evidence rows."""
+    import torch
+
+    from reasoner.models.evidence_prm import load_evidence_head
+
+    head, _, columns = load_evidence_head(Path(prm_path))
+    out = {}
+    with torch.no_grad():
+        for p in problems:
+            chains = []
+            for c, chain in zip(samples[p.id]["samples"], rows[p.id]):
+                x = torch.tensor(chain)[:, columns]
+                chains.append(torch.sigmoid(head(x)).tolist()[: len(c["steps"])])
+            out[p.id] = chains
+    return out
+
+
+def _is_embedded_evidence_prm(path: str) -> bool:
+    import json as _json
+
+    from reasoner.models.evidence_prm import CONFIG_FILE, is_evidence_prm
+
+    if not is_evidence_prm(path):
+        return False
+    return _json.loads((Path(path) / CONFIG_FILE).read_text()).get("base") == "embedded"
+
+
 class MinGapVerifier:
     """A baseline verifier needing no training: a step scores exp(the lowest log-probability gap
     of its tokens to the policy's favourite), 1 when every token was the policy's argmax. It is
@@ -369,10 +428,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     problems = load_split("test")[args.offset : args.offset + args.problems]
     samples = sample_solutions(problems, args.max_n, args.seed, cache / "samples.jsonl")
     prms = dict(item.split("=", 1) for item in args.prms.split(",")) if args.prms else {}
-    scores = {
-        name: score_solutions(path, problems, samples, cache / f"scores-{name}.jsonl", args.threads)
-        for name, path in prms.items()
-    }
+    scores = {}
+    for name, path in prms.items():
+        if _is_embedded_evidence_prm(path):
+            rows = evidence_rows_cached(problems, samples, cache / "evidence-rows.jsonl")
+            scores[name] = head_scores(path, problems, samples, rows)
+        else:
+            path_cache = cache / f"scores-{name}.jsonl"
+            scores[name] = score_solutions(path, problems, samples, path_cache, args.threads)
     if args.likelihood:
         scores["policy likelihood"] = likelihood_scores(
             problems, samples, cache / "scores-policy-likelihood.jsonl"

@@ -28,9 +28,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kinds", default=KINDS)
     ap.add_argument("--runs", default="runs")
     ap.add_argument("--epochs", type=float, help="override the config's epochs")
+    ap.add_argument(
+        "--evidence-groups",
+        help="evidence PRMs: feature groups, e.g. 'token' (an ablation without the equation "
+        "check; runs go to RUNS/evidence-token-KIND)",
+    )
     args = ap.parse_args(argv)
     evidence = PRMTrainConfig.from_toml(args.config).kind == "evidence"
     prefix = "evidence" if evidence else "prm"
+    groups = args.evidence_groups.split(",") if args.evidence_groups else None
+    if groups:
+        prefix = "evidence-" + "-".join(groups)
     for kind in args.kinds.split(","):
         out = Path(args.runs) / f"{prefix}-{kind}"
         if (out / "final" / "prm_training.json").exists():
@@ -39,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides = {"label": kind, "out_dir": str(out)}
         if evidence:
             overrides["features_cache"] = str(Path(args.runs) / "evidence-features.pt")
+            if groups:
+                overrides["evidence_groups"] = groups
         if args.epochs is not None:
             overrides["epochs"] = args.epochs
         cfg = PRMTrainConfig.from_toml(args.config, **overrides)
