@@ -293,53 +293,22 @@ def _is_embedded_evidence_prm(path: str) -> bool:
     return _json.loads((Path(path) / CONFIG_FILE).read_text()).get("base") == "embedded"
 
 
-class MinGapVerifier:
-    """A baseline verifier needing no training: a step scores exp(the lowest log-probability gap
-    of its tokens to the policy's favourite), 1 when every token was the policy's argmax. It is
-    one of the evidence PRM's input features; the trained head should beat it."""
+def confidence_scores(problems: list, samples: dict, rows: dict, feature: str) -> dict:
+    """An untrained verifier: each step scored by exp(one of the policy's evidence features),
+    e.g. "lp_mean" (the step's mean token log-probability: the policy's confidence in it) or
+    "gap_min" (the lowest log-probability gap to the policy's favourite token, 0 if none)."""
+    import math
 
-    num_parameters = 0
+    from reasoner.models.token_evidence import FEATURES
 
-    def __init__(self, threads: int):
-        from reasoner.models.evidence_prm import EvidenceFeatures
-
-        self.features = EvidenceFeatures("embedded", prefix_cache_mb=0)
-        self.step_format = self.features.step_format
-
-    def score(self, requests: list) -> tuple[list[list[float]], int]:
-        import math
-
-        from reasoner.models.token_evidence import FEATURES
-
-        gap = FEATURES.index("gap_min")
-        rows, tokens = self.features.rows(requests)
-        return [[math.exp(r[gap]) for r in chain] for chain in rows], tokens
-
-
-def likelihood_scores(problems: list, samples: dict, path: Path, chunk: int = 4) -> dict:
-    """A baseline verifier needing no training: each step scored by the policy's own confidence
-    in it (step_likelihoods; cached, resumable). Sampling slips are low-probability tokens, so
-    this is the signal a PRM fine-tuned from the policy could use."""
-    from tqdm import tqdm
-
-    from reasoner.api import load_policy
-
-    done = _read_jsonl(path)
-    todo = [p for p in problems if p.id not in done]
-    if todo:
-        policy = load_policy("embedded")
-        for start in tqdm(range(0, len(todo), chunk), desc="score likelihood", unit="chunk"):
-            part = todo[start : start + chunk]
-            chains = [(p.text, c["steps"]) for p in part for c in samples[p.id]["samples"]]
-            chain_scores = step_likelihoods(policy, chains)
-            rows, k = [], 0
-            for p in part:
-                n = len(samples[p.id]["samples"])
-                rows.append({"id": p.id, "scores": chain_scores[k : k + n]})
-                k += n
-            _append(path, rows)
-            done.update({r["id"]: r for r in rows})
-    return {p.id: done[p.id]["scores"] for p in problems}
+    k = FEATURES.index(feature)
+    return {
+        p.id: [
+            [math.exp(row[k]) for row in chain][: len(c["steps"])]
+            for c, chain in zip(samples[p.id]["samples"], rows[p.id])
+        ]
+        for p in problems
+    }
 
 
 # ---- step-level F1 --------------------------------------------------------------------------------
@@ -437,16 +406,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             path_cache = cache / f"scores-{name}.jsonl"
             scores[name] = score_solutions(path, problems, samples, path_cache, args.threads)
     if args.likelihood:
-        scores["policy likelihood"] = likelihood_scores(
-            problems, samples, cache / "scores-policy-likelihood.jsonl"
-        )
-        scores["policy min token gap"] = score_solutions(
-            MinGapVerifier(args.threads),
-            problems,
-            samples,
-            cache / "scores-policy-min-gap.jsonl",
-            args.threads,
-        )
+        rows = evidence_rows_cached(problems, samples, cache / "evidence-rows.jsonl")
+        scores["policy likelihood"] = confidence_scores(problems, samples, rows, "lp_mean")
+        scores["policy min token gap"] = confidence_scores(problems, samples, rows, "gap_min")
     none = {p.id: [[] for _ in samples[p.id]["samples"]] for p in problems}
     rows: list[dict[str, Any]] = []
 
