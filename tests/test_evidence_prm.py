@@ -105,6 +105,16 @@ def test_prefix_reuse_gives_the_same_rows_for_fewer_tokens(features):
     assert spent < 2.5 * cold_tokens
 
 
+def test_siblings_in_one_call_share_one_prompt_encoding(features):
+    siblings = [ScoreRequest(PROBLEM.text, [s]) for s in STEPS]  # four first-step candidates
+    cold_rows, cold_tokens = features.rows(siblings)
+    warm_rows, warm_tokens = EvidenceFeatures("embedded").rows(siblings)
+    prompt = features.layout(siblings[0])[1][0][0]
+    assert warm_tokens == cold_tokens - 3 * (prompt - 1)  # the prompt once, not four times
+    flat = [v for chain in warm_rows for row in chain for v in row]
+    assert flat == pytest.approx([v for chain in cold_rows for row in chain for v in row], abs=1e-4)
+
+
 @pytest.fixture
 def evidence_ckpt(tmp_path):
     torch.manual_seed(0)

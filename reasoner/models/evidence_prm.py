@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from reasoner.models.base import ScoreRequest
-from reasoner.models.kv_reuse import PrefixKVCache, assemble, extract
+from reasoner.models.kv_reuse import PrefixKVCache, encode_into_cache, extract, forward_cached
 from reasoner.models.resolve import load_causal_lm, load_step_format, load_tokenizer
 from reasoner.models.token_evidence import FEATURES, TokenRoles, chain_layout, evidence_rows
 from reasoner.step_format import StepFormat
@@ -143,10 +143,10 @@ class EvidenceFeatures:
     def rows(self, requests: list[ScoreRequest]) -> tuple[list[list[list[float]]], int]:
         """Feature rows per step of every chain, and the number of base tokens computed."""
         chains = [self.layout(r) for r in requests]
+        tokens = self._encode_shared_prompts(chains)
         plans = [self._plan(ids, spans) for ids, spans in chains]
         order = sorted(range(len(chains)), key=lambda i: len(chains[i][0]) - plans[i][0])
         rows: list[list[list[float]]] = [[] for _ in chains]
-        tokens = 0
         for batch in self._batches(order, chains):
             encoded = self._encode(
                 [chains[i] for i in batch],
@@ -157,6 +157,21 @@ class EvidenceFeatures:
                 rows[i] = values
             tokens += sum(len(chains[i][0]) - plans[i][0] for i in batch)
         return rows, tokens
+
+    def _encode_shared_prompts(self, chains: list) -> int:
+        """Encode once, and cache, a prompt that several chains with nothing cached start with
+        (the N samples of best-of-N, the first-step candidates of a tree). Returns the tokens
+        computed."""
+        if self.prefix_cache is None:
+            return 0
+        waiting: dict[tuple[int, ...], int] = {}
+        for ids, spans in chains:
+            if self._plan(ids, spans)[0] == 0 and spans[0][0] > 1:
+                key = tuple(ids[: spans[0][0] - 1])
+                waiting[key] = waiting.get(key, 0) + 1
+        shared = [list(key) for key, count in waiting.items() if count >= 2]
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        return encode_into_cache(self.model, self.prefix_cache, shared, pad)
 
     def _batches(self, order: list[int], chains: list) -> list[list[int]]:
         """Consecutive chains of `order` in batches of at most max_batch_tokens padded tokens."""
@@ -192,13 +207,8 @@ class EvidenceFeatures:
         """Feature rows of every step of a batch of chains, reusing planned prefixes."""
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         suffixes = [ids[cut:] for (ids, _), (cut, _, _) in zip(batch, plans)]
-        input_ids, mask, positions, past = assemble([p[1] for p in plans], suffixes, pad)
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=past,
-            use_cache=self.prefix_cache is not None,
+        out, input_ids, mask, _ = forward_cached(
+            self.model, [p[1] for p in plans], suffixes, pad, self.prefix_cache is not None
         )
         width = input_ids.shape[1]
         results = []

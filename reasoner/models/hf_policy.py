@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from reasoner.models.base import Continuation, GenRequest, StepPiece
-from reasoner.models.kv_reuse import PrefixKVCache, assemble, extract
+from reasoner.models.kv_reuse import PrefixKVCache, extract, forward_cached
 from reasoner.models.resolve import (
     load_causal_lm,
     load_step_format,
@@ -120,14 +120,7 @@ class HFPolicy:
             self.prefix_cache.get(tuple(r.prefix_ids)) if self.prefix_cache else None for r in reqs
         ]
         suffixes = [r.prefix_ids[-1:] if kv else r.prefix_ids for r, kv in zip(reqs, cached)]
-        input_ids, attn, pos, past = assemble(cached, suffixes, self.pad_id)
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attn,
-            position_ids=pos,
-            past_key_values=past,
-            use_cache=True,
-        )
+        out, input_ids, attn, pos = forward_cached(self.model, cached, suffixes, self.pad_id, True)
         cache = out.past_key_values
         rep = torch.tensor([b for b, r in enumerate(reqs) for _ in range(r.k)], dtype=torch.long)
         cache.batch_select_indices(rep)

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from reasoner.models.base import ScoreRequest
-from reasoner.models.kv_reuse import PrefixKVCache, assemble, extract
+from reasoner.models.kv_reuse import PrefixKVCache, encode_into_cache, extract, forward_cached
 from reasoner.models.resolve import (
     load_causal_lm,
     load_step_format,
@@ -198,20 +198,8 @@ class HFPRM:
             for key, count in waiting.items()
             if count >= 2 and self.prefix_cache.get_entry(key) is None
         ]
-        if not shared:
-            return 0
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        input_ids, mask, positions, past = assemble([None] * len(shared), shared, pad)
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=past,
-            use_cache=True,
-        )
-        for b, key in enumerate(shared):
-            self.prefix_cache.put(tuple(key), extract(out.past_key_values, b, mask[b]), [])
-        return sum(len(k) for k in shared)
+        return encode_into_cache(self.model, self.prefix_cache, shared, pad)
 
     def _plan(self, ids: list[int], tags: list[int], head: int) -> tuple[int, object, list[float]]:
         """(cached length, cached KV, cached step scores): the longest scored parent chain, else
@@ -234,13 +222,8 @@ class HFPRM:
     ) -> list[list[float]]:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         suffixes = [ids[cut:] for (ids, _), (cut, _, _) in zip(batch, plans)]
-        input_ids, mask, positions, past = assemble([p[1] for p in plans], suffixes, pad)
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=past,
-            use_cache=self.prefix_cache is not None,
+        out, input_ids, mask, _ = forward_cached(
+            self.model, [p[1] for p in plans], suffixes, pad, self.prefix_cache is not None
         )
         logits = out.logits
         width = input_ids.shape[1]

@@ -147,6 +147,36 @@ def assemble(
     return input_ids, mask, positions, cache
 
 
+def forward_cached(
+    model: object, cached: list[KV | None], suffixes: list[list[int]], pad_id: int, use_cache: bool
+) -> tuple[object, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One forward pass of `model` over assembled [cached prefix][suffix] rows: the model output,
+    the suffix input ids (left-padded), the attention mask over prefix + suffix and the suffix
+    positions."""
+    input_ids, mask, positions, past = assemble(cached, suffixes, pad_id)
+    out = model(  # type: ignore[operator]
+        input_ids=input_ids,
+        attention_mask=mask,
+        position_ids=positions,
+        past_key_values=past,
+        use_cache=use_cache,
+    )
+    return out, input_ids, mask, positions
+
+
+def encode_into_cache(
+    model: object, prefix_cache: PrefixKVCache, keys: list[list[int]], pad_id: int
+) -> int:
+    """Encode token sequences (shared prompts) in one pass and cache their KV states with an
+    empty payload; returns the tokens computed."""
+    if not keys:
+        return 0
+    out, _, mask, _ = forward_cached(model, [None] * len(keys), keys, pad_id, True)
+    for b, key in enumerate(keys):
+        prefix_cache.put(tuple(key), extract(out.past_key_values, b, mask[b]), [])  # type: ignore[attr-defined]
+    return sum(len(key) for key in keys)
+
+
 def extract(cache: object, row: int, mask_row: torch.Tensor) -> KV:
     """The KV states of one batch row's real (unmasked) tokens, detached copies."""
     idx = mask_row.nonzero(as_tuple=True)[0]
