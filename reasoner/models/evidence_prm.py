@@ -7,7 +7,9 @@ small MLP trained on rollout labels (ER, soft, hard, ORM) by reasoner.training.e
 
 Why it exists: a PRM fine-tuned from the 3.4M-parameter policy could not learn to check a step
 (benchmarks/results/prm_recipes.md), while the policy's own token probabilities separate a right
-step from the same step with a slipped result. A checkpoint is a directory holding
+step from the same step with a slipped result, and a calculator check of the step's equations
+(the "equation" feature group) catches the slips the policy itself favours
+(benchmarks/results/er_experiment_evidence/). A checkpoint is a directory holding
 evidence_prm.json (base spec, feature names, sizes) and head.safetensors; the base's weights are
 not copied ("embedded" means the shipped policy).
 """
@@ -109,8 +111,9 @@ class EvidenceFeatures:
     """FEATURES rows for every step of (problem, steps) chains, from one base-LM forward each.
 
     A chain extending an already encoded chain (a child in a search tree) reuses its parent's KV
-    states and rows: only the new step is encoded, plus the parent's last token, whose logits
-    predict the new step's first token. Used by the evidence PRM and its trainer alike.
+    states and rows: only the delimiter and the new step are encoded. Fresh chains reuse a cached
+    prompt (without its last token, whose logits predict the first step's first token). Used by
+    the evidence PRM and its trainer alike.
     """
 
     def __init__(
