@@ -22,23 +22,32 @@ from pathlib import Path
 from statistics import median
 
 
+def prm_input_ids(prm, problem: str, steps: list[str]) -> list[int]:
+    """The token ids the PRM encodes for a chain: a tag-read LM PRM's input, or an evidence
+    PRM's policy-side chain (for no steps: the prompt)."""
+    if hasattr(prm, "builder"):
+        return prm.builder.build(problem, steps)[0]
+    from reasoner.models.base import ScoreRequest
+
+    ids, spans = prm.features.layout(ScoreRequest(problem, steps or [""]))
+    return ids if steps else ids[: spans[0][0]]
+
+
 def prm_distinct_tokens(prm, tree) -> int:
     """PRM input tokens if every scored node were encoded exactly once."""
     total = 0
+    prompt = len(prm_input_ids(prm, tree.problem_text, []))
     prompt_counted = False
     for node in tree.nodes[1:]:
         if node.prm_score is None:
             continue
         steps = tree.steps(node)
-        ids, _ = prm.builder.build(tree.problem_text, steps)
-        parent_ids, _ = (
-            prm.builder.build(tree.problem_text, steps[:-1]) if len(steps) > 1 else ([], [])
-        )
+        ids = prm_input_ids(prm, tree.problem_text, steps)
+        parent = prm_input_ids(prm, tree.problem_text, steps[:-1]) if len(steps) > 1 else []
         if not prompt_counted:
-            total += len(prm.builder.build(tree.problem_text, [])[0])
+            total += prompt
             prompt_counted = True
-        base = len(parent_ids) if parent_ids else len(prm.builder.build(tree.problem_text, [])[0])
-        total += len(ids) - base
+        total += len(ids) - (len(parent) if parent else prompt)
     return total
 
 
