@@ -111,35 +111,50 @@ def sample_solutions(problems: list, max_n: int, seed: int, path: Path, chunk: i
     return {p.id: done[p.id] for p in problems}
 
 
-def score_solutions(
-    prm_path: Any, problems: list, samples: dict, path: Path, threads: int, chunk: int = 8
-) -> dict[str, list[list[float]]]:
-    """Step scores of every sampled solution under one PRM (cached, resumable)."""
+def cached_per_sample(
+    problems: list, samples: dict, path: Path, field: str, make: Callable, desc: str, chunk: int
+) -> dict:
+    """One value per sampled solution of every problem (cached in `path` under `field`,
+    resumable). `make()` builds, only when something is left to do, the function mapping a list
+    of ScoreRequests to one value each."""
     from tqdm import tqdm
 
-    from reasoner.api import load_prm
     from reasoner.models.base import ScoreRequest
 
     done = _read_jsonl(path)
     todo = [p for p in problems if p.id not in done]
     if todo:
-        prm = load_prm(prm_path, threads=threads)
-        for start in tqdm(range(0, len(todo), chunk), desc=f"score {path.stem}", unit="chunk"):
+        compute = make()
+        for start in tqdm(range(0, len(todo), chunk), desc=desc, unit="chunk"):
             part = todo[start : start + chunk]
             reqs = [
                 ScoreRequest(p.text, chain["steps"] or [""])
                 for p in part
                 for chain in samples[p.id]["samples"]
             ]
-            scores, _ = prm.score(reqs)
+            values = compute(reqs)
             rows, k = [], 0
             for p in part:
                 n = len(samples[p.id]["samples"])
-                rows.append({"id": p.id, "scores": scores[k : k + n]})
+                rows.append({"id": p.id, field: values[k : k + n]})
                 k += n
             _append(path, rows)
             done.update({r["id"]: r for r in rows})
-    return {p.id: done[p.id]["scores"] for p in problems}
+    return {p.id: done[p.id][field] for p in problems}
+
+
+def score_solutions(
+    prm_path: Any, problems: list, samples: dict, path: Path, threads: int, chunk: int = 8
+) -> dict[str, list[list[float]]]:
+    """Step scores of every sampled solution under one PRM (cached, resumable)."""
+
+    def make() -> Callable:
+        from reasoner.api import load_prm
+
+        prm = load_prm(prm_path, threads=threads)
+        return lambda reqs: prm.score(reqs)[0]
+
+    return cached_per_sample(problems, samples, path, "scores", make, f"score {path.stem}", chunk)
 
 
 # ---- selection rules ------------------------------------------------------------------------------
@@ -238,31 +253,14 @@ def evidence_rows_cached(problems: list, samples: dict, path: Path, chunk: int =
     """The embedded policy's evidence rows (reasoner.models.token_evidence.FEATURES) for every
     step of every sample (cached, resumable): evidence PRMs on the same base differ only in
     their head, so the base runs once for all of them."""
-    from tqdm import tqdm
 
-    from reasoner.models.base import ScoreRequest
-    from reasoner.models.evidence_prm import EvidenceFeatures
+    def make() -> Callable:
+        from reasoner.models.evidence_prm import EvidenceFeatures
 
-    done = _read_jsonl(path)
-    todo = [p for p in problems if p.id not in done]
-    if todo:
         features = EvidenceFeatures("embedded", prefix_cache_mb=0)
-        for start in tqdm(range(0, len(todo), chunk), desc="evidence rows", unit="chunk"):
-            part = todo[start : start + chunk]
-            reqs = [
-                ScoreRequest(p.text, c["steps"] or [""])
-                for p in part
-                for c in samples[p.id]["samples"]
-            ]
-            rows, _ = features.rows(reqs)
-            out, k = [], 0
-            for p in part:
-                n = len(samples[p.id]["samples"])
-                out.append({"id": p.id, "rows": rows[k : k + n]})
-                k += n
-            _append(path, out)
-            done.update({r["id"]: r for r in out})
-    return {p.id: done[p.id]["rows"] for p in problems}
+        return lambda reqs: features.rows(reqs)[0]
+
+    return cached_per_sample(problems, samples, path, "rows", make, "evidence rows", chunk)
 
 
 def head_scores(prm_path: str, problems: list, samples: dict, rows: dict) -> dict:

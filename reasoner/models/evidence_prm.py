@@ -146,8 +146,10 @@ class EvidenceFeatures:
     def rows(self, requests: list[ScoreRequest]) -> tuple[list[list[list[float]]], int]:
         """Feature rows per step of every chain, and the number of base tokens computed."""
         chains = [self.layout(r) for r in requests]
-        tokens = self._encode_shared_prompts(chains)
         plans = [self._plan(ids, spans) for ids, spans in chains]
+        tokens = self._encode_shared_prompts(chains, plans)
+        if tokens:  # fresh chains now find their prompt cached
+            plans = [self._plan(*c) if p[0] == 0 else p for c, p in zip(chains, plans)]
         order = sorted(range(len(chains)), key=lambda i: len(chains[i][0]) - plans[i][0])
         rows: list[list[list[float]]] = [[] for _ in chains]
         for batch in self._batches(order, chains):
@@ -161,15 +163,15 @@ class EvidenceFeatures:
             tokens += sum(len(chains[i][0]) - plans[i][0] for i in batch)
         return rows, tokens
 
-    def _encode_shared_prompts(self, chains: list) -> int:
+    def _encode_shared_prompts(self, chains: list, plans: list) -> int:
         """Encode once, and cache, a prompt that several chains with nothing cached start with
         (the N samples of best-of-N, the first-step candidates of a tree). Returns the tokens
         computed."""
         if self.prefix_cache is None:
             return 0
         waiting: dict[tuple[int, ...], int] = {}
-        for ids, spans in chains:
-            if self._plan(ids, spans)[0] == 0 and spans[0][0] > 1:
+        for (ids, spans), plan in zip(chains, plans):
+            if plan[0] == 0 and spans[0][0] > 1:
                 key = tuple(ids[: spans[0][0] - 1])
                 waiting[key] = waiting.get(key, 0) + 1
         shared = [list(key) for key, count in waiting.items() if count >= 2]
@@ -235,7 +237,12 @@ class EvidenceFeatures:
                 if cut < spans[0][0] - 1:
                     keeps.append((spans[0][0] - 1, []))  # the prompt, for sibling first steps
                 for keep, payload in keeps:
-                    part = [(k[:, :keep].clone(), v[:, :keep].clone()) for k, v in kv]
+                    # the whole chain is stored as extracted; a shorter prefix needs its own copy
+                    part = (
+                        kv
+                        if keep == len(ids)
+                        else [(k[:, :keep].clone(), v[:, :keep].clone()) for k, v in kv]
+                    )
                     self.prefix_cache.put(tuple(ids[:keep]), part, payload)
             results.append(values)
         return results

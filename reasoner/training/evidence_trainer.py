@@ -13,9 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
-import random
-import time
 from pathlib import Path
 from typing import Any
 
@@ -98,12 +95,11 @@ def evaluate_head(head: Any, examples: list[dict]) -> dict[str, Any]:
 def train_evidence_prm(cfg: Any, records: list[LabeledSolution] | None, progress: bool) -> Path:
     """Train (or resume) an evidence PRM from a PRMTrainConfig; returns its final directory."""
     import torch
-    from tqdm import tqdm
 
     from reasoner.models.evidence_prm import EvidenceHead, save_evidence_prm
     from reasoner.models.resolve import resolve_model_path
     from reasoner.models.token_evidence import FEATURE_GROUPS, FEATURES
-    from reasoner.training.policy_trainer import warmup_cosine_lr
+    from reasoner.training.prm_loop import batch_indices, run_training, total_steps_for
     from reasoner.training.prm_trainer import split_by_problem
 
     label, eta = cfg.label_kind()
@@ -151,55 +147,25 @@ def train_evidence_prm(cfg: Any, records: list[LabeledSolution] | None, progress
     optim = torch.optim.AdamW(
         head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95)
     )
-    steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
-    total_steps = max(1, int(round(cfg.epochs * steps_per_epoch)))
-    start, ckpt = 0, out / "checkpoint.pt"
-    if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        head.load_state_dict(state["model"])
-        optim.load_state_dict(state["optim"])
-        start = state["step"]
-    log_path = out / "log.jsonl"
-    if start == 0 and log_path.exists():
-        log_path.unlink()
-    bar = tqdm(total=total_steps, initial=start, disable=not progress, desc=f"train-prm ({label})")
-    t0, running = time.time(), []
-    for step in range(start, total_steps):
-        for group in optim.param_groups:
-            group["lr"] = warmup_cosine_lr(
-                step, total_steps, cfg.warmup_steps, cfg.lr, cfg.min_lr_ratio
-            )
-        epoch, within = divmod(step * cfg.batch_size, len(x))
-        order = list(range(len(x)))
-        random.Random(cfg.seed * 1000 + epoch).shuffle(order)  # a pure function of step: resumable
-        idx = torch.tensor([order[(within + j) % len(order)] for j in range(cfg.batch_size)])
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(head(x[idx]), y[idx])
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(head.parameters(), cfg.grad_clip)
-        optim.step()
-        running.append(loss.item())
-        bar.update(1)
-        last = step + 1 == total_steps
-        if (step + 1) % cfg.eval_every == 0 or last:
-            metrics = evaluate_head(head, val_ex) if val_ex else {}
-            record = {
-                "step": step + 1,
-                "train_loss": sum(running) / len(running),
-                "seconds": time.time() - t0,
-                **{f"val_{k}": v for k, v in metrics.items()},
-            }
-            running = []
-            with open(log_path, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
-            bar.set_postfix(val_loss=f"{metrics.get('loss', float('nan')):.4f}")
-        if (step + 1) % cfg.save_every == 0 or last:
-            tmp = out / "checkpoint.pt.tmp"
-            torch.save(
-                {"model": head.state_dict(), "optim": optim.state_dict(), "step": step + 1}, tmp
-            )
-            tmp.replace(ckpt)
-    bar.close()
+    total_steps = total_steps_for(cfg, len(x))
+
+    def loss_at(step: int) -> Any:
+        idx = torch.tensor(batch_indices(step, len(x), cfg.batch_size, cfg.seed))
+        return torch.nn.functional.binary_cross_entropy_with_logits(head(x[idx]), y[idx])
+
+    params = list(head.parameters())
+    run_training(
+        cfg,
+        out,
+        head,
+        optim,
+        params,
+        total_steps,
+        loss_at,
+        lambda: evaluate_head(head, val_ex) if val_ex else {},
+        f"train-prm ({label})",
+        progress,
+    )
     summary = {
         "kind": "evidence",
         "features": cfg.evidence_groups,

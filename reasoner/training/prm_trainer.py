@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import random
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -306,7 +304,6 @@ def train_prm(
 ) -> Path:
     """Train (or resume) a PRM; returns the directory of the final HF checkpoint."""
     import torch
-    from tqdm import tqdm
 
     from reasoner.models.hf_prm import PRMInputBuilder
     from reasoner.models.resolve import (
@@ -315,7 +312,7 @@ def train_prm(
         load_tokenizer,
         resolve_model_path,
     )
-    from reasoner.training.policy_trainer import warmup_cosine_lr
+    from reasoner.training.prm_loop import batch_indices, run_training, total_steps_for
 
     if cfg.kind == "evidence":
         from reasoner.training.evidence_trainer import train_evidence_prm
@@ -387,79 +384,40 @@ def train_prm(
         train_recs = train_recs + slip_negatives(train_recs, cfg.slip_negatives, cfg.seed)
     train_ex = build_examples(train_recs, builder, label, eta)
     val_ex = build_examples(val_recs, builder, label, eta)
-    steps_per_epoch = math.ceil(len(train_ex) / cfg.batch_size)
-    total_steps = max(1, int(round(cfg.epochs * steps_per_epoch)))
+    total_steps = total_steps_for(cfg, len(train_ex))
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    start = 0
-    ckpt = out / "checkpoint.pt"
-    if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["model"])
-        optim.load_state_dict(state["optim"])
-        start = state["step"]
-    log_path = out / "log.jsonl"
-    if start == 0 and log_path.exists():
-        log_path.unlink()
 
-    def lr_at(step: int) -> float:
-        return warmup_cosine_lr(step, total_steps, cfg.warmup_steps, cfg.lr, cfg.min_lr_ratio)
-
-    def batch_for(step: int) -> list[dict]:
-        epoch, within = divmod(step * cfg.batch_size, len(train_ex))
-        order = list(range(len(train_ex)))
-        random.Random(cfg.seed * 1000 + epoch).shuffle(order)  # a pure function of step: resumable
-        idx = [order[(within + j) % len(order)] for j in range(cfg.batch_size)]
-        return [train_ex[i] for i in idx]
-
-    model.train()
-    bar = tqdm(
-        total=total_steps, initial=start, disable=not progress, desc=f"train-prm ({cfg.label})"
-    )
-    t0, running = time.time(), []
-    for step in range(start, total_steps):
-        for group in optim.param_groups:
-            group["lr"] = lr_at(step)
+    def loss_at(step: int) -> Any:
+        batch = [train_ex[i] for i in batch_indices(step, len(train_ex), cfg.batch_size, cfg.seed)]
         margin, target, lm_loss = tag_margins_and_lm_loss(
             model,
-            batch_for(step),
+            batch,
             pad_id,
             builder.pos_id,
             builder.neg_id,
             builder.tag_id if cfg.lm_loss_weight > 0 else None,
         )
         loss = torch.nn.functional.binary_cross_entropy_with_logits(margin, target)
-        if lm_loss is not None:
-            loss = loss + cfg.lm_loss_weight * lm_loss
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        optim.step()
-        running.append(loss.item())
-        bar.update(1)
-        last = step + 1 == total_steps
-        if (step + 1) % cfg.eval_every == 0 or last:
-            metrics = (
-                evaluate(model, val_ex, pad_id, builder.pos_id, builder.neg_id) if val_ex else {}
-            )
-            record = {
-                "step": step + 1,
-                "train_loss": sum(running) / len(running),
-                "seconds": time.time() - t0,
-                **{f"val_{k}": v for k, v in metrics.items()},
-            }
-            running = []
-            with open(log_path, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
-            bar.set_postfix(val_loss=f"{metrics.get('loss', float('nan')):.4f}")
-        if (step + 1) % cfg.save_every == 0 or last:
-            tmp = out / "checkpoint.pt.tmp"
-            torch.save(
-                {"model": model.state_dict(), "optim": optim.state_dict(), "step": step + 1}, tmp
-            )
-            tmp.replace(ckpt)
-    bar.close()
+        return loss if lm_loss is None else loss + cfg.lm_loss_weight * lm_loss
+
+    def validate() -> dict[str, Any]:
+        return evaluate(model, val_ex, pad_id, builder.pos_id, builder.neg_id) if val_ex else {}
+
+    model.train()
+    run_training(
+        cfg,
+        out,
+        model,
+        optim,
+        params,
+        total_steps,
+        loss_at,
+        validate,
+        f"train-prm ({cfg.label})",
+        progress,
+    )
     final = out / "final"
     if cfg.lora_rank > 0:
         model = model.merge_and_unload()

@@ -1,0 +1,90 @@
+"""The PRM trainers' shared optimisation loop: seeded batch order, warmup-cosine LR, gradient
+clipping, validation logging and checkpoint/resume. The LM PRM and the evidence PRM differ only
+in what a batch's loss is and how validation is scored."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+
+def total_steps_for(cfg: Any, examples: int) -> int:
+    """Optimiser steps for cfg.epochs passes over `examples` in batches of cfg.batch_size."""
+    return max(1, int(round(cfg.epochs * math.ceil(examples / cfg.batch_size))))
+
+
+def batch_indices(step: int, examples: int, batch_size: int, seed: int) -> list[int]:
+    """The examples of one step: a pure function of the step, so a resumed run sees the same."""
+    epoch, within = divmod(step * batch_size, examples)
+    order = list(range(examples))
+    random.Random(seed * 1000 + epoch).shuffle(order)
+    return [order[(within + j) % len(order)] for j in range(batch_size)]
+
+
+def run_training(
+    cfg: Any,
+    out: Path,
+    model: Any,
+    optim: Any,
+    params: list,
+    total_steps: int,
+    loss_at: Callable[[int], Any],
+    evaluate: Callable[[], dict[str, Any]],
+    desc: str,
+    progress: bool,
+) -> None:
+    """Run (or resume from out/checkpoint.pt) steps [start, total_steps) of `loss_at(step)`,
+    logging validation to out/log.jsonl every cfg.eval_every steps and at the end."""
+    import torch
+    from tqdm import tqdm
+
+    from reasoner.training.policy_trainer import warmup_cosine_lr
+
+    start, ckpt = 0, out / "checkpoint.pt"
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        optim.load_state_dict(state["optim"])
+        start = state["step"]
+    log_path = out / "log.jsonl"
+    if start == 0 and log_path.exists():
+        log_path.unlink()
+    bar = tqdm(total=total_steps, initial=start, disable=not progress, desc=desc)
+    t0, running = time.time(), []
+    for step in range(start, total_steps):
+        for group in optim.param_groups:
+            group["lr"] = warmup_cosine_lr(
+                step, total_steps, cfg.warmup_steps, cfg.lr, cfg.min_lr_ratio
+            )
+        loss = loss_at(step)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        optim.step()
+        running.append(loss.item())
+        bar.update(1)
+        last = step + 1 == total_steps
+        if (step + 1) % cfg.eval_every == 0 or last:
+            metrics = evaluate()
+            record = {
+                "step": step + 1,
+                "train_loss": sum(running) / len(running),
+                "seconds": time.time() - t0,
+                **{f"val_{k}": v for k, v in metrics.items()},
+            }
+            running = []
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            bar.set_postfix(val_loss=f"{metrics.get('loss', float('nan')):.4f}")
+        if (step + 1) % cfg.save_every == 0 or last:
+            tmp = out / "checkpoint.pt.tmp"
+            torch.save(
+                {"model": model.state_dict(), "optim": optim.state_dict(), "step": step + 1}, tmp
+            )
+            tmp.replace(ckpt)
+    bar.close()
