@@ -32,6 +32,7 @@ from typing import Any
 
 from benchmarks.config import COMPAT_FIELDS, BenchConfig
 from reasoner.jsonl import repair_tail
+from reasoner.search import PRMUse
 from reasoner.types import Problem, ReasonerError, Solution, Stats
 
 # strategies whose budget-n result is a function of the first n rollouts from the root
@@ -73,8 +74,9 @@ def grid(cfg: BenchConfig) -> list[Cell]:
     for name in cfg.strategies:
         cls = get_strategy(name)
         budgets = cfg.strategy_budgets.get(name, cfg.budgets) if uses_budget(cls) else [1]
-        prms = [p for p in cfg.prms if p != "none"] if cls.uses_prm else ["none"]
-        if cls.uses_prm and not cls.needs_prm and "none" in cfg.prms:
+        uses_prm = cls.prm is not PRMUse.UNUSED
+        prms = [p for p in cfg.prms if p != "none"] if uses_prm else ["none"]
+        if cls.prm is PRMUse.OPTIONAL and "none" in cfg.prms:
             prms = prms + ["none"]
         for budget in budgets:
             for prm in prms:
@@ -459,7 +461,7 @@ def _sampler():
 
     class Sample(Strategy):
         name = "subsample-source"
-        needs_prm = False
+        prm = PRMUse.OPTIONAL
 
         def search(self, ctx):
             [leaves] = yield Rollout([ctx.tree.root], k=ctx.budget)
@@ -636,7 +638,7 @@ def replay(problem: Problem, cell: Cell, sample: dict[str, Any], cfg: BenchConfi
     policy = _ReplayPolicy(tree, rollouts, fmt, sample["policy_parameters"])
     strategy = get_strategy(cell.strategy)(**cfg.strategy_options.get(cell.strategy, {}))
     prm = None
-    if cell.prm != "none" and strategy.uses_prm:
+    if cell.prm != "none" and strategy.prm is not PRMUse.UNUSED:
         prm = _ReplayPRM(
             problem.text,
             tree,
@@ -777,7 +779,7 @@ def run_bench(
                 aggregation=cell.aggregation if cell.aggregation != "-" else "min",
                 max_seconds=cfg.max_seconds_per_problem,
                 max_nodes=cfg.max_nodes,
-                **cfg.strategy_options.get(cell.strategy, {}),
+                strategy_options=cfg.strategy_options.get(cell.strategy, {}),
             )
             bar.set_description(f"{cell.strategy} N={cell.budget} prm={Path(cell.prm).name}")
             for batch in iter_batches(todo, cfg.batch_size):

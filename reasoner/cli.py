@@ -62,7 +62,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         seed=args.seed,
         temperature=args.temperature,
         aggregation=args.aggregation,
-        **_options(args.option),
+        strategy_options=_options(args.option),
     )
     sol = reasoner.solve(args.problem)
     if args.json:

@@ -14,7 +14,7 @@ from typing import Any
 
 from reasoner.aggregation import aggregate
 from reasoner.models.base import Continuation, GenRequest, ScoreRequest
-from reasoner.search import Expand, Pick, Rollout, Score, SearchContext, Strategy
+from reasoner.search import Expand, Pick, PRMUse, Rollout, Score, SearchContext, Strategy
 from reasoner.tree import Node, StepTree
 from reasoner.types import Problem, ReasonerError, Solution, Stats
 
@@ -62,7 +62,7 @@ class Controller:
     # ------------------------------------------------------------------------------------------
     def run(self, problems: list[Problem], strategy: Strategy, budget: int) -> list[Solution]:
         """Solve every problem with `strategy`; all searches advance together."""
-        if strategy.needs_prm and self.prm is None:
+        if strategy.prm is PRMUse.REQUIRED and self.prm is None:
             raise ReasonerError(
                 f"strategy {strategy.name!r} needs a PRM; pass prm=... (or 'embedded')"
             )

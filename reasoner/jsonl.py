@@ -1,11 +1,16 @@
-"""Append-safe JSONL files shared by long jobs (labeling, benchmarks): repair a torn tail."""
+"""Append-safe JSONL files shared by every long job (labeling, benchmarks, lab experiments):
+fsynced appends, torn-tail repair, and reads that name a corrupted line."""
 
 from __future__ import annotations
 
 import json
 import os
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
+from typing import IO, Any
+
+from reasoner.types import ReasonerError
 
 
 def repair_tail(path: Path) -> None:
@@ -54,3 +59,44 @@ def repair_tail(path: Path) -> None:
             f.truncate(start)
         f.flush()
         os.fsync(f.fileno())
+
+
+def read_jsonl(path: str | Path, what: str = "row") -> list[dict[str, Any]]:
+    """Every record of a JSONL file (none when it does not exist).
+
+    A torn last line (a writer killed mid-line) is skipped; a malformed line anywhere else is an
+    error naming the file and line, since it means the file was edited or corrupted.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    rows = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if i == len(lines) - 1:
+                continue
+            raise ReasonerError(
+                f"{path}:{i + 1}: malformed {what} ({err}); the file was edited or corrupted: "
+                "delete that line (or the file) and rerun"
+            ) from err
+    return rows
+
+
+def append_jsonl(target: str | Path | IO[str], rows: Iterable[dict[str, Any]]) -> None:
+    """Append records, one line each, then flush and fsync: a kill loses at most the last line.
+
+    `target` is a path (its torn tail is repaired first) or a file already open for appending.
+    """
+    if isinstance(target, (str, Path)):
+        repair_tail(Path(target))
+        with open(target, "a") as fh:
+            append_jsonl(fh, rows)
+        return
+    target.write("".join(json.dumps(row) + "\n" for row in rows))
+    target.flush()
+    os.fsync(target.fileno())

@@ -30,9 +30,13 @@ Options: width (M, int >= 1 and <= budget, default 4), lookahead (int >= 0, defa
 from __future__ import annotations
 
 from reasoner.registry import register_strategy
-from reasoner.search import Expand, Pick, Score, Search, SearchContext, Strategy
-from reasoner.tree import Node
-from strategies._common import (
+from reasoner.search import (
+    Expand,
+    Pick,
+    Score,
+    Search,
+    SearchContext,
+    Strategy,
     best_per_answer,
     best_scored,
     check_int,
@@ -40,6 +44,7 @@ from strategies._common import (
     spread,
     unique,
 )
+from reasoner.tree import Node
 
 
 def greedy_lookahead(candidates: list[Node], steps: int):

@@ -24,9 +24,13 @@ Options: width (M, int >= 1 and <= budget, default 4), final ("score" | "weighte
 from __future__ import annotations
 
 from reasoner.registry import register_strategy
-from reasoner.search import Expand, Pick, Score, Search, SearchContext, Strategy
-from reasoner.tree import Node
-from strategies._common import (
+from reasoner.search import (
+    Expand,
+    Pick,
+    Score,
+    Search,
+    SearchContext,
+    Strategy,
     best_per_answer,
     best_scored,
     check_choice,
@@ -36,6 +40,7 @@ from strategies._common import (
     unique,
     weighted_pick,
 )
+from reasoner.tree import Node
 
 FINAL_MODES = ("score", "weighted")
 

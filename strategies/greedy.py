@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from reasoner.registry import register_strategy
-from reasoner.search import Pick, Rollout, Search, SearchContext, Strategy
+from reasoner.search import Pick, PRMUse, Rollout, Search, SearchContext, Strategy
 
 
 @register_strategy
 class Greedy(Strategy):
     name = "greedy"
-    uses_prm = False
+    prm = PRMUse.UNUSED
     uses_budget = False
-    needs_prm = False
 
     def search(self, ctx: SearchContext) -> Search:
         [[leaf]] = yield Rollout([ctx.tree.root], k=1, temperature=0.0)

@@ -15,8 +15,18 @@ Options: k (int >= 1 or None = budget).
 from __future__ import annotations
 
 from reasoner.registry import register_strategy
-from reasoner.search import Expand, Pick, Score, Search, SearchContext, Strategy
-from strategies._common import best_per_answer, best_scored, check_int, unique
+from reasoner.search import (
+    Expand,
+    Pick,
+    Score,
+    Search,
+    SearchContext,
+    Strategy,
+    best_per_answer,
+    best_scored,
+    check_int,
+    unique,
+)
 
 
 @register_strategy

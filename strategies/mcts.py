@@ -66,9 +66,14 @@ from collections import defaultdict
 
 from reasoner.aggregation import answer_key
 from reasoner.registry import register_strategy
-from reasoner.search import Expand, Pick, Rollout, Score, Search, SearchContext, Strategy
-from reasoner.tree import Node, StepTree
-from strategies._common import (
+from reasoner.search import (
+    Expand,
+    Pick,
+    Rollout,
+    Score,
+    Search,
+    SearchContext,
+    Strategy,
     best_scored,
     chain_tokens,
     check_choice,
@@ -77,6 +82,7 @@ from strategies._common import (
     unique,
     weighted_pick,
 )
+from reasoner.tree import Node, StepTree
 
 PRIORS = ("uniform", "prm", "policy")
 LEAF_VALUES = ("prm", "rollout")

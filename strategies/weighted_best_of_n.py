@@ -12,15 +12,23 @@ Budget: N = the number of complete solutions' worth of policy generation = N sam
 from __future__ import annotations
 
 from reasoner.registry import register_strategy
-from reasoner.search import Rollout, Score, Search, SearchContext, Strategy
-from strategies._common import weighted_pick
-from strategies.majority import majority_pick
+from reasoner.search import (
+    PRMUse,
+    Rollout,
+    Score,
+    Search,
+    SearchContext,
+    Strategy,
+    majority_pick,
+    weighted_pick,
+)
 
 
 @register_strategy
 class WeightedBestOfN(Strategy):
     name = "weighted_best_of_n"
-    needs_prm = False
+    prm = PRMUse.OPTIONAL
+    replayable = True
 
     def search(self, ctx: SearchContext) -> Search:
         [leaves] = yield Rollout([ctx.tree.root], k=ctx.budget)

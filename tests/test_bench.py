@@ -284,12 +284,11 @@ step_format = {{ max_step_tokens = 6, max_steps = 3 }}
 
 def test_failing_problem_records_error_and_run_goes_on(tiny_ckpt, tmp_path, monkeypatch):
     from reasoner import registry
-    from reasoner.search import Pick, Rollout, Strategy
+    from reasoner.search import Pick, PRMUse, Rollout, Strategy
 
     class Boom(Strategy):
         name = "boom_on_marker"
-        uses_prm = False
-        needs_prm = False
+        prm = PRMUse.UNUSED
 
         def search(self, ctx):
             if "BOOM" in ctx.tree.problem_text:
@@ -347,7 +346,7 @@ def test_failing_problem_records_error_and_run_goes_on(tiny_ckpt, tmp_path, monk
 def test_gold_answer_never_reaches_a_strategy(tiny_ckpt, tmp_path, monkeypatch):
     from reasoner import registry
     from reasoner.controller import Controller
-    from reasoner.search import Pick, Rollout, Strategy
+    from reasoner.search import Pick, PRMUse, Rollout, Strategy
 
     seen_problems, seen_contexts = [], []
     original_run = Controller.run
@@ -358,8 +357,7 @@ def test_gold_answer_never_reaches_a_strategy(tiny_ckpt, tmp_path, monkeypatch):
 
     class Spy(Strategy):
         name = "spy_no_gold"
-        uses_prm = False
-        needs_prm = False
+        prm = PRMUse.UNUSED
 
         def search(self, ctx):
             seen_contexts.append(ctx)

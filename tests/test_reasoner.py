@@ -84,7 +84,7 @@ def test_bad_input_gives_clear_errors(models):
     with pytest.raises(ReasonerError, match="width M=4 is larger than the budget N=2"):
         Reasoner(strategy="beam", budget=2, policy=None)  # checked before any model loads
     with pytest.raises(ReasonerError, match="unknown option"):
-        Reasoner(strategy="majority", policy=policy, beam_width=3)
+        Reasoner(strategy="majority", policy=policy, strategy_options={"beam_width": 3})
 
 
 def test_time_cap_still_returns_a_solution(models):

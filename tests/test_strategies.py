@@ -485,7 +485,9 @@ def e2e(models):
     problem = toy_problems(1, seed=5)[0]
     out = {}
     for name, options in E2E:
-        r = Reasoner(strategy=name, budget=4, policy=policy, prm=prm, seed=1, **options)
+        r = Reasoner(
+            strategy=name, budget=4, policy=policy, prm=prm, seed=1, strategy_options=options
+        )
         out[(name, json.dumps(options))] = r.solve(problem)
     return out
 
@@ -531,7 +533,9 @@ def test_end_to_end_deterministic_and_batch_equals_sequential(models):
     policy, prm = models
     problems = toy_problems(2, seed=9)
     for name, options in [("beam", {"width": 2}), ("dvts", {"width": 2}), ("mcts", {"k": 2})]:
-        r = Reasoner(strategy=name, budget=4, policy=policy, prm=prm, seed=3, **options)
+        r = Reasoner(
+            strategy=name, budget=4, policy=policy, prm=prm, seed=3, strategy_options=options
+        )
         batch = r.solve_batch(problems)
         single = [r.solve(p) for p in problems]
         assert [s.steps for s in batch] == [s.steps for s in single], name

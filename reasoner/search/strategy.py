@@ -1,4 +1,4 @@
-"""What a search strategy is written against: requests to the controller and a context.
+"""The Strategy base class and the SearchContext a strategy runs in.
 
 A strategy is a generator: it yields requests (Expand, Rollout, Score) and receives their results,
 then returns a Pick. It never touches a model, so the controller can batch the requests of every
@@ -8,57 +8,22 @@ search running at once (all beams, all problems) into single model calls.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any, ClassVar
 
 from reasoner.aggregation import aggregate
+from reasoner.search.requests import Search
 from reasoner.tree import Node, StepTree
 from reasoner.types import ReasonerError
 
 
-@dataclass
-class Expand:
-    """Sample k next steps under each node. Result: list (per node) of lists of new child nodes."""
+class PRMUse(str, Enum):
+    """How a strategy uses a PRM: one fact, three values."""
 
-    nodes: list[Node]
-    k: int | list[int]
-    temperature: float | None = None
-
-
-@dataclass
-class Rollout:
-    """Sample k complete continuations under each node; the steps are added to the tree.
-
-    Result: list (per node) of lists of the terminal leaf of each continuation.
-    """
-
-    nodes: list[Node]
-    k: int | list[int]
-    temperature: float | None = None
-
-
-@dataclass
-class Score:
-    """PRM scores of the chains ending at these nodes. Result: list (per node) of step scores.
-
-    Also sets `prm_score` on every node of each chain; scores of known prefixes come from cache.
-    """
-
-    nodes: list[Node]
-
-
-Request = Expand | Rollout | Score
-
-
-@dataclass
-class Pick:
-    """A strategy's final choice: the node ending the chosen chain (None if there is none)."""
-
-    node: Node | None
-    score: float | None = None
-    reason: str = "finished"
-    candidates: dict[str, float] = field(default_factory=dict)
+    REQUIRED = "required"  # asks for PRM scores; refused without a PRM
+    OPTIONAL = "optional"  # uses PRM scores when there is a PRM, runs without one (ctx.has_prm)
+    UNUSED = "unused"  # never asks for scores: no PRM is loaded for it
 
 
 @dataclass
@@ -78,16 +43,21 @@ class SearchContext:
         return aggregate(self.chain_scores(node), self.aggregation)
 
 
-Search = Generator[Request, Any, Pick]
-
-
 class Strategy(ABC):
-    """Base of every strategy; options come from `Reasoner(strategy=..., **options)`."""
+    """Base of every strategy; options come from `Reasoner(strategy_options={...})`.
+
+    Class attributes declare what the engine and the benchmark runner may assume:
+    - `prm`: a PRMUse (required, optional, unused).
+    - `uses_budget`: False when the budget is ignored (benchmarks then run it once).
+    - `replayable`: True when the result at budget n is a pure function of the first n of N
+      complete samples drawn from the root (best-of-N family): a benchmark can then derive every
+      budget from one sampling run at the largest one (`subsample = true`).
+    """
 
     name: ClassVar[str] = ""
-    uses_prm: ClassVar[bool] = True  # False: never asks for PRM scores (no PRM is loaded)
-    needs_prm: ClassVar[bool] = True  # False: runs without a PRM too (e.g. best_of_n -> majority)
-    uses_budget: ClassVar[bool] = True  # False: ignores the budget (benchmarks run it once)
+    prm: ClassVar[PRMUse] = PRMUse.REQUIRED
+    uses_budget: ClassVar[bool] = True
+    replayable: ClassVar[bool] = False
     options: ClassVar[dict[str, Any]] = {}  # option name -> default
 
     def __init__(self, **options: Any):
