@@ -115,7 +115,7 @@ def minimal_pairs(records: list, n: int, seed: int = 7) -> list[tuple[str, list[
 
 def evaluate_scorer(score_chains, records, pairs) -> dict:
     """Within-problem pair accuracy, minimal-pair accuracy and step AUC for one scorer."""
-    from benchmarks.prm_minimal_pairs import pair_accuracy
+    from benchmarks.lab.prm_minimal_pairs import pair_accuracy
     from reasoner.training.prm_trainer import pairwise_accuracy, roc_auc
 
     scores = score_chains([(r.problem, r.steps) for r in records])
@@ -184,7 +184,7 @@ def prm_scorer(name: str):
 def cmd_report(args: argparse.Namespace) -> None:
     import torch
 
-    from benchmarks.er_experiment import step_likelihoods
+    from benchmarks.lab.er_experiment import step_likelihoods
     from reasoner.api import load_policy
     from reasoner.training.records import read_records
 
@@ -214,7 +214,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         print(name, rows[Path(name).name], flush=True)
     problems = len({r.problem_id for r in records})
     report = {
-        "command": "python -m benchmarks.prm_recipes " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.lab.prm_recipes " + " ".join(sys.argv[1:]),
         "eval": f"{len(records)} policy samples of {problems} arith test problems; {len(pairs)} minimal pairs",
         "rows": rows,
     }

@@ -6,9 +6,9 @@ trained with BCE on the oracle step labels. It is the KL-regularised view behind
 optimal policy's log-ratio to pi_0 is eta times the change of the ER value), and it reads the
 signal where the policy keeps it: the probability of each result digit.
 
-Usage (after `python -m benchmarks.prm_recipes sample ...` for train and test):
-  python -m benchmarks.implicit_prm_probe train [SLIPS]  # ~4 min (SLIPS=2: ~8 min) on 2 cores
-  python -m benchmarks.implicit_prm_probe eval [SLIPS]   # -> benchmarks/results/implicit_prm_probe[-slipN].json
+Usage (after `python -m benchmarks.lab.prm_recipes sample ...` for train and test):
+  python -m benchmarks.lab.implicit_prm_probe train [SLIPS]  # ~4 min (SLIPS=2: ~8 min) on 2 cores
+  python -m benchmarks.lab.implicit_prm_probe eval [SLIPS]   # -> benchmarks/results/implicit_prm_probe[-slipN].json
 SLIPS adds that many slip-negative copies per training record (reasoner.training.augment).
 """
 
@@ -130,7 +130,7 @@ if __name__ == "__main__":  # a probe script: everything runs on execution, noth
                     j += len(e[2])
             return out
 
-        from benchmarks.prm_recipes import evaluate_scorer, minimal_pairs
+        from benchmarks.lab.prm_recipes import evaluate_scorer, minimal_pairs
 
         pairs = minimal_pairs(recs, 400)
         seen: dict = {}
@@ -164,7 +164,7 @@ if __name__ == "__main__":  # a probe script: everything runs on execution, noth
             "majority_of_8": vote_hits / len(groups),
         }
         result = {
-            "command": f"python -m benchmarks.implicit_prm_probe train {slips} && ... eval {slips}",
+            "command": f"python -m benchmarks.lab.implicit_prm_probe train {slips} && ... eval {slips}",
             "recipe": "pi_theta from the embedded policy, AdamW lr 5e-5, beta0 0.2, b0 -1, 1 epoch, batch 16, exact labels of runs/prm_recipes/train.jsonl (90% by problem)"
             + f", slip_negatives={slips}",
             "eval": f"{len(recs)} samples of arith test problems; {len(pairs)} minimal pairs",

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from reasoner import grading  # noqa: E402
 from reasoner.datasets import (  # noqa: E402
@@ -46,7 +46,7 @@ from reasoner.datasets import (  # noqa: E402
 )
 from reasoner.grading import extract_answer, grade, normalize_answer  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Misses that were investigated by hand: (check, id) -> explanation. The GSM8K "no-####" check
 # reads a worked solution with its "#### N" line removed, so the last number in the text answers:

@@ -4,7 +4,7 @@ For every labeled arith solution with a known first wrong step, compares the mea
 before the first error (right steps) with steps at or after it (wrong steps), for hard, soft and
 ER labels at several eta, and the AUC of each label kind against the exact step correctness.
 
-Usage: python -m benchmarks.label_stats [runs/labels/rollouts.jsonl] [--out benchmarks/results/label_stats.json]
+Usage: python -m benchmarks.lab.label_stats [runs/labels/rollouts.jsonl] [--out benchmarks/results/label_stats.json]
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ a bootstrap over problems. Step-F1 (ProcessBench style) uses the first 4 solutio
 labelled by the exact step checker (reasoner.synthetic.first_error).
 
 Usage:
-  python -m benchmarks.er_experiment --prms er2=runs/prm-er2,hard=runs/prm-hard,... \
+  python -m benchmarks.lab.er_experiment --prms er2=runs/prm-er2,hard=runs/prm-hard,... \
       [--problems 300] [--max-n 64] [--budgets 4,16,64]
 Samples and scores are cached under --cache (resumable); the table goes to --out (JSON + MD).
 """
@@ -457,7 +457,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     f1 = {name: step_f1(problems, samples, scores[name]) for name in scores}
     f1["equation checker (exact)"] = step_f1(problems, samples, None)
     return {
-        "command": "python -m benchmarks.er_experiment " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.lab.er_experiment " + " ".join(sys.argv[1:]),
         "problems": f"arith test {args.offset}-{args.offset + len(problems) - 1}",
         "max_n": args.max_n,
         "prms": prms,

@@ -7,8 +7,8 @@ first); reasoner/configs/prm_lm.toml trains LM PRMs (about 6.5 min each).
 Each PRM goes to RUNS/PREFIX-KIND (PREFIX "evidence" or "prm", by the config's kind); finished
 ones are skipped and an interrupted one resumes.
 
-Usage: python -m benchmarks.train_prm_family [--config ...] [--kinds hard,soft,er-0.5,...]
-Then: python -m benchmarks.er_experiment --prms hard=runs/evidence-hard/final,...
+Usage: python -m benchmarks.lab.train_prm_family [--config ...] [--kinds hard,soft,er-0.5,...]
+Then: python -m benchmarks.lab.er_experiment --prms hard=runs/evidence-hard/final,...
 """
 
 from __future__ import annotations

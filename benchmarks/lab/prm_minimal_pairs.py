@@ -7,7 +7,7 @@ slip (reasoner.training.augment). Pair accuracy = share of pairs where the right
 higher (ties half; 0.5 = chance). The policy's own step likelihood is the reference row: it shows
 the information is in the base model the PRMs are fine-tuned from.
 
-Usage: python -m benchmarks.prm_minimal_pairs --prms name=path,... [--pairs 300]
+Usage: python -m benchmarks.lab.prm_minimal_pairs --prms name=path,... [--pairs 300]
 Output: benchmarks/results/prm_minimal_pairs.{json,md}
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 def build_pairs(data: str, n: int, seed: int) -> list[tuple[str, list[str], list[str]]]:
     """(problem, right chain, slipped chain) for up to n held-out records."""
-    from benchmarks.prm_recipes import minimal_pairs
+    from benchmarks.lab.prm_recipes import minimal_pairs
     from reasoner.training.prm_trainer import split_by_problem
     from reasoner.training.records import read_records
 
@@ -37,7 +37,7 @@ def pair_accuracy(right: list[float], wrong: list[float]) -> float:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from benchmarks.er_experiment import step_likelihoods
+    from benchmarks.lab.er_experiment import step_likelihoods
     from reasoner.api import load_policy, load_prm
     from reasoner.models.base import ScoreRequest
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         scored, _ = prm.score([ScoreRequest(p, c) for p, r, w in pairs for c in (r, w)])
         rows[name] = pair_accuracy([s[-1] for s in scored[0::2]], [s[-1] for s in scored[1::2]])
     report = {
-        "command": "python -m benchmarks.prm_minimal_pairs " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.lab.prm_minimal_pairs " + " ".join(sys.argv[1:]),
         "pairs": len(pairs),
         "pair_accuracy_last_step": rows,
     }
