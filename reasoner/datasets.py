@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reasoner.grading.answers import last_boxed
 from reasoner.types import Problem, ReasonerError
 
 __all__ = [
@@ -222,8 +223,6 @@ def _gsm8k_problem(record: dict[str, Any], where: str, split: str, index: int) -
 
 
 def _math_problem(record: dict[str, Any], where: str, name: str, split: str, index: int) -> Problem:
-    from reasoner.grading import _last_boxed  # no heavy imports: grading is stdlib-only at load
-
     text = _field(record, "problem", where)
     solution = _field(record, "solution", where)
     key = "answer" if name == "math500" else "boxed_answer"
@@ -232,7 +231,7 @@ def _math_problem(record: dict[str, Any], where: str, name: str, split: str, ind
         # problem, with no gold answer, rather than refusing the whole split
         answer = _field(record, key, where, allow_empty=True).strip() or None
     else:  # other MATH copies have no boxed_answer: derive it the way shared/data did
-        answer = _last_boxed(solution)
+        answer = last_boxed(solution)
         if answer is None:
             raise ReasonerError(
                 f"{where}: missing field 'boxed_answer' and no \\boxed{{}} in 'solution'"
