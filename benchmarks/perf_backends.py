@@ -25,19 +25,21 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
+from reasoner import Reasoner
+from reasoner.api import load_policy, load_prm
+from reasoner.grading import grade
+from reasoner.synthetic import load_split
+
 STRATEGIES = ("best_of_n", "beam")
 
 
 def worker(args: argparse.Namespace) -> dict:
     """One backend, in this process: load, warm up, run every strategy."""
-    import torch
 
     if args.backend == "hf":
         torch.set_num_threads(args.threads)
-    from reasoner import Reasoner
-    from reasoner.api import load_policy, load_prm
-    from reasoner.grading import grade
-    from reasoner.synthetic import load_split
 
     test = load_split("test")
     problems = test[: args.problems]

@@ -1,5 +1,4 @@
 """Labeling throughput vs the policy's raw batched generation, measured in one run.
-
 Raw: K samples per prompt for a batch of arith train problems (policy.generate, mode "end").
 Labeling: label_chunk on the same problems (samples + N rollouts from every step prefix, graded).
 Both report new tokens per second; the ratio shows what labeling's bookkeeping and grading cost.
@@ -15,14 +14,15 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
+from reasoner.api import load_policy
+from reasoner.models.base import GenRequest
+from reasoner.synthetic import load_split
+from reasoner.training.labeling import LabelConfig, label_chunk
+
 
 def main(argv: list[str] | None = None) -> int:
-    import torch
-
-    from reasoner.api import load_policy
-    from reasoner.models.base import GenRequest
-    from reasoner.synthetic import load_split
-    from reasoner.training.labeling import LabelConfig, label_chunk
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--problems", type=int, default=32)

@@ -1,5 +1,4 @@
 """Search efficiency on the embedded models: batching speed-up and redundancy of model compute.
-
 1. Batching: the same arith problems searched with `beam` (N=16) through one `solve_batch` call
    versus one `solve` call each; same seeds, so the results must match. Wall seconds and ratio.
 2. Redundancy (beam and MCTS at N=16): tokens each model computed divided by the distinct tokens
@@ -21,13 +20,19 @@ import time
 from pathlib import Path
 from statistics import median
 
+import torch
+
+from reasoner import Reasoner
+from reasoner.api import load_policy, load_prm
+from reasoner.models.base import GenRequest, ScoreRequest
+from reasoner.synthetic import load_split
+
 
 def prm_input_ids(prm, problem: str, steps: list[str]) -> list[int]:
     """The token ids the PRM encodes for a chain: a tag-read LM PRM's input, or an evidence
     PRM's policy-side chain (for no steps: the prompt)."""
     if hasattr(prm, "builder"):
         return prm.builder.build(problem, steps)[0]
-    from reasoner.models.base import ScoreRequest
 
     ids, spans = prm.features.layout(ScoreRequest(problem, steps or [""]))
     return ids if steps else ids[: spans[0][0]]
@@ -53,7 +58,6 @@ def prm_distinct_tokens(prm, tree) -> int:
 
 def batching_ceiling(policy, prm, problems, n: int) -> dict:
     """Tokens/s of one call per problem (N rows) vs one call for all problems (N x P rows)."""
-    from reasoner.models.base import GenRequest, ScoreRequest
 
     prompts = [policy.encode_prompt(p.text) for p in problems]
 
@@ -95,11 +99,6 @@ def batching_ceiling(policy, prm, problems, n: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import torch
-
-    from reasoner import Reasoner
-    from reasoner.api import load_policy, load_prm
-    from reasoner.synthetic import load_split
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--problems", type=int, default=32)

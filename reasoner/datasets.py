@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from reasoner.grading.answers import last_boxed
+from reasoner.synthetic import load_split
 from reasoner.types import Problem, ReasonerError
 
 __all__ = [
@@ -322,10 +323,6 @@ def load_dataset(
     _check_split(name, split)
     limit = _limited(limit)
     if name == "arith":
-        try:
-            from reasoner.synthetic import load_split
-        except ImportError as exc:
-            raise ReasonerError(f"the arith suite is unavailable: {exc}") from exc
         problems = list(load_split(split))
         return problems if limit is None else problems[:limit]
 

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reasoner.datasets import load_processbench
 from reasoner.models.base import GenRequest, ScoreRequest
+from reasoner.synthetic import first_arithmetic_error, first_error
 from reasoner.types import ReasonerError
 
 
@@ -102,7 +104,6 @@ def evaluate_prm(prm: Any, cases: list[StepCase], threshold: float = 0.5) -> dic
 
 def equation_checker_metrics(cases: list[StepCase]) -> dict[str, Any]:
     """The exact arithmetic checker as a reference 'PRM' (catches slips, not logic errors)."""
-    from reasoner.synthetic import first_arithmetic_error
 
     preds = [first_arithmetic_error("\n\n".join(c.steps)) for c in cases]
     return {**processbench_metrics(preds, [c.label for c in cases]), "n": len(cases)}
@@ -115,7 +116,6 @@ def arith_cases(
 
     Cached to `cache` (JSONL) so every PRM is evaluated on the very same solutions.
     """
-    from reasoner.synthetic import first_error
 
     if cache and Path(cache).exists():
         return [
@@ -144,7 +144,6 @@ def arith_cases(
 def processbench_cases(
     subset: str, data_dir: str | None = None, limit: int | None = None
 ) -> list[StepCase]:
-    from reasoner.datasets import load_processbench
 
     return [
         StepCase(id=i.id, problem=i.problem, steps=list(i.steps), label=i.label)

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+import networkx as nx
+
 
 @dataclass
 class Node:
@@ -115,7 +117,6 @@ class StepTree:
 
     def to_networkx(self):
         """A networkx DiGraph (parent -> child) with every node field as attributes."""
-        import networkx as nx
 
         graph = nx.DiGraph(problem=self.problem_text, problem_id=self.problem_id)
         for n in self.nodes:

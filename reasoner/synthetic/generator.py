@@ -6,6 +6,10 @@ families. About a third of the problems carry distractor sentences with irreleva
 some make the solver pick the right quantity among several, so a verifier has to check logic,
 not only arithmetic. Reference solutions have one step per operation, each with exactly one
 equation ``a op b = c``, steps joined by a blank line, the last ending with "The answer is N.".
+
+Long because it is mostly data: the vocabulary and the story templates of the seven families
+(about two thirds of the file), each beside the few lines that render it; the committed test
+split is this code's output, so the templates stay together where their order is visible.
 """
 
 from __future__ import annotations
