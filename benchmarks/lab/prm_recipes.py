@@ -24,20 +24,31 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.lab.likelihood import likelihood_scorer
+from benchmarks.lab.pairs import Pair, minimal_pairs, pair_accuracy
+from benchmarks.lab.results import write_result
+from reasoner.api import load_policy, load_prm
+from reasoner.datasets import load_dataset
+from reasoner.grading import extract_answer, grade
+from reasoner.jsonl import read_jsonl
+from reasoner.models.base import GenRequest, ScoreRequest
+from reasoner.models.resolve import resolve_model_path
+from reasoner.synthetic import first_error
+from reasoner.training.prm_trainer import PRMTrainConfig, pairwise_accuracy, roc_auc, train_prm
+from reasoner.training.records import LabeledSolution, append_records, read_records
 
 ROOT = Path("runs/prm_recipes")
+Scorer = Callable[[list[tuple[str, list[str]]]], list[list[float]]]
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
     """K temperature-1 policy samples per problem with their exact first wrong step."""
-    from reasoner.api import load_policy
-    from reasoner.datasets import load_dataset
-    from reasoner.grading import extract_answer, grade
-    from reasoner.models.base import GenRequest
-    from reasoner.synthetic import first_error
-    from reasoner.training.records import LabeledSolution, append_records, read_records
-
     out = Path(args.out)
     done = {r.problem_id for r in read_records(out)} if out.exists() else set()
     policy = load_policy("embedded", threads=args.threads)
@@ -80,8 +91,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from reasoner.training.prm_trainer import PRMTrainConfig, train_prm
-
+    """Train one recipe (PRMTrainConfig overrides as JSON) on the exact labels of train.jsonl."""
     overrides = json.loads(args.overrides)
     cfg = PRMTrainConfig(
         **{
@@ -98,26 +108,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(train_prm(cfg, progress=False))
 
 
-def minimal_pairs(records: list, n: int, seed: int = 7) -> list[tuple[str, list[str], list[str]]]:
-    """(problem, right chain, slipped chain): a sampled step the checker accepts vs the same step
-    with one equation result slipped (reasoner.training.augment), up to n pairs."""
-    from reasoner.training.augment import slip_negatives
-
-    pairs = []
-    for copy in slip_negatives(records, 1, seed):
-        i = copy.metadata["slip_step"]
-        source = next(
-            r for r in records if r.problem_id == copy.problem_id and r.steps[:i] == copy.steps[:i]
-        )
-        pairs.append((copy.problem, source.steps[: i + 1], copy.steps))
-    return pairs[:n]
-
-
-def evaluate_scorer(score_chains, records, pairs) -> dict:
+def evaluate_scorer(
+    score_chains: Scorer, records: list[LabeledSolution], pairs: list[Pair]
+) -> dict[str, Any]:
     """Within-problem pair accuracy, minimal-pair accuracy and step AUC for one scorer."""
-    from benchmarks.lab.prm_minimal_pairs import pair_accuracy
-    from reasoner.training.prm_trainer import pairwise_accuracy, roc_auc
-
     scores = score_chains([(r.problem, r.steps) for r in records])
     examples = [{"problem": r.problem_id, "correct": r.correct} for r in records]
     steps, truth = [], []
@@ -150,20 +144,18 @@ RECIPE_KEYS = (
 def _checkpoint(name: str) -> Path:
     """A run directory of this script (its final checkpoint), or any PRM checkpoint path."""
     if name == "embedded":
-        from reasoner.models.resolve import resolve_model_path
-
         return resolve_model_path("embedded-lm", "prm")
     path = Path(name) if "/" in name else ROOT / name
     return path / "final" if (path / "final").is_dir() else path
 
 
-def describe_run(name: str) -> dict:
+def describe_run(name: str) -> dict[str, Any]:
     """The recipe and training length of a run (from its train_config/log, else the checkpoint)."""
     ckpt = _checkpoint(name)
     run = ckpt.parent if ckpt.name == "final" else None
     if run is not None and (run / "train_config.json").is_file():
         cfg = json.loads((run / "train_config.json").read_text())
-        log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+        log = read_jsonl(run / "log.jsonl")
         return {"recipe": {k: cfg.get(k) for k in RECIPE_KEYS}, "train_steps": log[-1]["step"]}
     info = ckpt / "prm_training.json"
     meta = json.loads(info.read_text()) if info.is_file() else {}
@@ -173,33 +165,42 @@ def describe_run(name: str) -> dict:
     }
 
 
-def prm_scorer(name: str):
-    from reasoner.api import load_prm
-    from reasoner.models.base import ScoreRequest
-
+def prm_scorer(name: str) -> Scorer:
+    """A chain scorer by a PRM checkpoint's step scores."""
     prm = load_prm(_checkpoint(name))
     return lambda chains: prm.score([ScoreRequest(p, s) for p, s in chains])[0]
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The report as a Markdown table."""
+    lines = [
+        "# PRM recipes on oracle step labels: can the tiny PRM learn to check a step?",
+        "",
+        f"Command: `{report['command']}`; eval: {report['eval']}. 0.5 = chance for both pair columns.",
+        "Every recipe is trained on the exact (oracle) step labels of 8 policy samples x 800 arith train "
+        "problems (`sample --split train --offset 2000 --problems 800`; 10% held out by problem).",
+        "",
+        "| scorer | recipe | steps | within-problem pair acc. (min) | minimal-pair acc. | step AUC vs exact |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for name, row in report["rows"].items():
+        recipe = ", ".join(
+            f"{k}={v}" for k, v in row["recipe"].items() if v not in (None, 0, False)
+        )
+        lines.append(
+            f"| {name} | {recipe or '-'} | {row.get('train_steps', '-')} | "
+            f"{row['within_problem_pair_acc_min']:.3f} | {row['minimal_pair_acc']:.3f} | "
+            f"{row['step_auc_vs_exact']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def cmd_report(args: argparse.Namespace) -> None:
-    import torch
-
-    from benchmarks.lab.er_experiment import step_likelihoods
-    from reasoner.api import load_policy
-    from reasoner.training.records import read_records
-
+    """Evaluate the policy's likelihood and each run on test.jsonl; write --out.{json,md}."""
     torch.set_num_threads(args.threads)
     records = [r for r in read_records(ROOT / "test.jsonl") if r.steps]
     pairs = minimal_pairs(records, args.pairs)
-    policy = load_policy("embedded")
-
-    def by_likelihood(chains):
-        return [
-            s
-            for k in range(0, len(chains), 32)
-            for s in step_likelihoods(policy, chains[k : k + 32])
-        ]
-
+    by_likelihood = likelihood_scorer(load_policy("embedded"))
     rows = {
         "policy likelihood (no training)": {
             "recipe": {},
@@ -218,33 +219,11 @@ def cmd_report(args: argparse.Namespace) -> None:
         "eval": f"{len(records)} policy samples of {problems} arith test problems; {len(pairs)} minimal pairs",
         "rows": rows,
     }
-    lines = [
-        "# PRM recipes on oracle step labels: can the tiny PRM learn to check a step?",
-        "",
-        f"Command: `{report['command']}`; eval: {report['eval']}. 0.5 = chance for both pair columns.",
-        "Every recipe is trained on the exact (oracle) step labels of 8 policy samples x 800 arith train "
-        "problems (`sample --split train --offset 2000 --problems 800`; 10% held out by problem).",
-        "",
-        "| scorer | recipe | steps | within-problem pair acc. (min) | minimal-pair acc. | step AUC vs exact |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for name, row in rows.items():
-        recipe = ", ".join(
-            f"{k}={v}" for k, v in row["recipe"].items() if v not in (None, 0, False)
-        )
-        lines.append(
-            f"| {name} | {recipe or '-'} | {row.get('train_steps', '-')} | "
-            f"{row['within_problem_pair_acc_min']:.3f} | {row['minimal_pair_acc']:.3f} | "
-            f"{row['step_auc_vs_exact']:.3f} |"
-        )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2))
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_result(Path(args.out).with_suffix(".json"), report, markdown(report))
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Dispatch the sample / train / report subcommands."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("sample")

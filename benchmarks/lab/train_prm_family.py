@@ -17,12 +17,13 @@ import argparse
 import time
 from pathlib import Path
 
+from reasoner.training.prm_trainer import PRMTrainConfig, train_prm
+
 KINDS = "hard,soft,er-0.5,er-1,er-2,er-5,er-10,orm"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from reasoner.training.prm_trainer import PRMTrainConfig, train_prm
-
+    """Train every kind not yet finished, then print the --prms argument for er_experiment."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--config", default="reasoner/configs/prm.toml")
     ap.add_argument("--kinds", default=KINDS)
