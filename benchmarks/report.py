@@ -1,5 +1,9 @@
 """Report writers: summary.json, summary.md (accuracy with 95% CIs, costs), a terminal table and
-accuracy plots (vs budget and vs FLOPs)."""
+accuracy plots (vs budget and vs FLOPs), all from the graded rows of a bench run.
+
+It reads rows (`benchmarks.bench.rows.ResultRow`) and the run's config and metadata, and never the
+runner itself, so the runner can import it without a cycle.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from statistics import mean, median, pstdev
 from typing import Any
+
+import numpy as np
+
+from benchmarks.bench.rows import ResultRow
+from benchmarks.config import BenchConfig
+from reasoner.registry import get_strategy
 
 TIME_FIELDS = ("seconds_mean", "seconds_median", "wall_seconds_mean")  # differ run to run
 
@@ -29,8 +39,6 @@ def bootstrap_interval(
     values: list[float], resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float]:
     """95% percentile bootstrap interval of a mean over problems (fixed seed: reproducible)."""
-    import numpy as np
-
     if not values:
         return (0.0, 0.0)
     arr = np.asarray(values, dtype=float)
@@ -39,28 +47,29 @@ def bootstrap_interval(
     return (float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5)))
 
 
-def _cell_stats(rs: list[dict[str, Any]]) -> dict[str, Any]:
+def _cell_stats(rs: list[ResultRow]) -> dict[str, Any]:
+    """Accuracy (Wilson 95% CI), coverage, errors, stop reasons and mean costs of some rows."""
     n = len(rs)
-    k = sum(1 for r in rs if r["correct"])
+    k = sum(1 for r in rs if r.correct)
     lo, hi = wilson_interval(k, n)
-    distinct = sum(r.get("distinct_tokens") or 0 for r in rs)
-    sub = {r.get("subsampled_from") for r in rs if r.get("subsampled_from")}
+    distinct = sum(r.distinct_tokens or 0 for r in rs)
+    sub = {r.subsampled_from for r in rs if r.subsampled_from}
     return {
         "n": n,
         "correct": k,
         "accuracy": k / n,
         "ci95": [lo, hi],
-        "coverage": sum(1 for r in rs if r.get("covered")) / n,
-        "errors": sum(1 for r in rs if r.get("error")),
-        "reasons": dict(sorted(Counter(r.get("reason") or "" for r in rs).items())),
-        "policy_tokens_mean": mean(r["policy_tokens"] for r in rs),
-        "policy_new_tokens_mean": mean(r.get("policy_new_tokens", 0) for r in rs),
-        "prm_tokens_mean": mean(r["prm_tokens"] for r in rs),
-        "flops_mean": mean(r["flops"] for r in rs),
-        "redundancy": (sum(r["policy_tokens"] for r in rs) / distinct) if distinct else None,
-        "seconds_mean": mean(r["seconds"] for r in rs),
-        "seconds_median": median(r["seconds"] for r in rs),
-        "wall_seconds_mean": mean(r.get("wall_seconds", 0.0) for r in rs),
+        "coverage": sum(1 for r in rs if r.covered) / n,
+        "errors": sum(1 for r in rs if r.error),
+        "reasons": dict(sorted(Counter(r.reason or "" for r in rs).items())),
+        "policy_tokens_mean": mean(r.policy_tokens for r in rs),
+        "policy_new_tokens_mean": mean(r.policy_new_tokens for r in rs),
+        "prm_tokens_mean": mean(r.prm_tokens for r in rs),
+        "flops_mean": mean(r.flops for r in rs),
+        "redundancy": (sum(r.policy_tokens for r in rs) / distinct) if distinct else None,
+        "seconds_mean": mean(r.seconds for r in rs),
+        "seconds_median": median(r.seconds for r in rs),
+        "wall_seconds_mean": mean(r.wall_seconds for r in rs),
         "subsampled_from": max(sub) if sub else None,
     }
 
@@ -78,12 +87,12 @@ def _sorter(order: Sequence[str]) -> Callable[[tuple], tuple]:
     return key
 
 
-def summarize(rows: list[dict[str, Any]], order: Sequence[str] = ()) -> list[dict[str, Any]]:
+def summarize(rows: Sequence[ResultRow], order: Sequence[str] = ()) -> list[dict[str, Any]]:
     """One entry per grid cell (strategy, budget, PRM, aggregation, seed): accuracy with its
     Wilson 95% CI over problems, coverage, errors, stop reasons and mean costs per problem."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+    groups: dict[tuple, list[ResultRow]] = defaultdict(list)
     for r in rows:
-        groups[(r["strategy"], r["budget"], r["prm"], r["aggregation"], r["seed"])].append(r)
+        groups[(r.strategy, r.budget, r.prm, r.aggregation, r.seed)].append(r)
     out = []
     for key in sorted(groups, key=_sorter(order)):
         strategy, budget, prm, agg, seed = key
@@ -100,21 +109,21 @@ def summarize(rows: list[dict[str, Any]], order: Sequence[str] = ()) -> list[dic
     return out
 
 
-def combine_seeds(rows: list[dict[str, Any]], order: Sequence[str] = ()) -> list[dict[str, Any]]:
+def combine_seeds(rows: Sequence[ResultRow], order: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Per (strategy, budget, PRM, aggregation) over all seeds: accuracy = mean over seeds, CI by
     bootstrap over problems of each problem's mean correctness; std of the per-seed accuracies."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+    groups: dict[tuple, list[ResultRow]] = defaultdict(list)
     for r in rows:
-        groups[(r["strategy"], r["budget"], r["prm"], r["aggregation"])].append(r)
+        groups[(r.strategy, r.budget, r.prm, r.aggregation)].append(r)
     out = []
     for key in sorted(groups, key=_sorter(order)):
         rs = groups[key]
-        seeds = sorted({r["seed"] for r in rs})
+        seeds = sorted({r.seed for r in rs})
         per_problem: dict[str, list[float]] = defaultdict(list)
         per_seed: dict[int, list[float]] = defaultdict(list)
         for r in rs:
-            per_problem[r["problem_id"]].append(float(r["correct"]))
-            per_seed[r["seed"]].append(float(r["correct"]))
+            per_problem[r.problem_id].append(float(r.correct))
+            per_seed[r.seed].append(float(r.correct))
         problem_means = [mean(v) for _, v in sorted(per_problem.items())]
         stats = _cell_stats(rs)
         stats.update(
@@ -233,6 +242,8 @@ def plot(
     """Accuracy vs budget (95% CI bands) and vs FLOPs, one line per strategy/PRM/aggregation
     (seeds averaged); a budget-free strategy (greedy) is a dashed horizontal line. Cells where
     every row errored are left out (the table lists them)."""
+    # here, not at the top: the headless backend must be chosen before pyplot is first imported,
+    # and only writing a plot needs matplotlib
     import matplotlib
 
     matplotlib.use("Agg")
@@ -325,14 +336,14 @@ def _problems_line(meta: dict[str, Any]) -> str:
     return line
 
 
-def _error_section(rows: list[dict[str, Any]], order: Sequence[str]) -> list[str]:
-    errored = [r for r in rows if r.get("error")]
+def _error_section(rows: Sequence[ResultRow], order: Sequence[str]) -> list[str]:
+    errored = [r for r in rows if r.error]
     if not errored:
         return ["Errors: none."]
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+    groups: dict[tuple, list[ResultRow]] = defaultdict(list)
     for r in errored:
-        groups[(r["strategy"], r["budget"], r["prm"], r["aggregation"], r["error"])].append(r)
-    problems = {r["problem_id"] for r in errored}
+        groups[(r.strategy, r.budget, r.prm, r.aggregation, r.error)].append(r)
+    problems = {r.problem_id for r in errored}
     out = [
         f"## Errors: {len(errored)} rows in {len(problems)} problems (counted as wrong)",
         "",
@@ -341,7 +352,7 @@ def _error_section(rows: list[dict[str, Any]], order: Sequence[str]) -> list[str
     ]
     ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), _sorter(order)(kv[0][:4])))
     for (strategy, budget, prm, agg, msg), rs in ordered[:40]:
-        ids = sorted({r["problem_id"] for r in rs})
+        ids = sorted({r.problem_id for r in rs})
         shown = ", ".join(ids[:5]) + (f" +{len(ids) - 5} more" if len(ids) > 5 else "")
         text = msg.replace("|", "\\|").replace("\n", " ")[:300]
         out.append(
@@ -352,9 +363,9 @@ def _error_section(rows: list[dict[str, Any]], order: Sequence[str]) -> list[str
     return out
 
 
-def _capped_section(rows: list[dict[str, Any]]) -> list[str]:
+def _capped_section(rows: Sequence[ResultRow]) -> list[str]:
     capped = Counter(
-        r["reason"] for r in rows if r.get("reason") in ("time-limit", "node-limit", "no-terminal")
+        r.reason for r in rows if r.reason in ("time-limit", "node-limit", "no-terminal")
     )
     if not capped:
         return []
@@ -366,19 +377,16 @@ def _capped_section(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _budget_free(strategies: Sequence[str]) -> list[str]:
-    from benchmarks.runner import uses_budget
-    from reasoner.registry import get_strategy
-
-    return [s for s in strategies if not uses_budget(get_strategy(s))]
+    return [s for s in strategies if not get_strategy(s).uses_budget]
 
 
 def write_reports(
-    rows: list[dict[str, Any]], cfg: Any, meta: dict[str, Any], out: Path
+    rows: Sequence[ResultRow], cfg: BenchConfig, meta: dict[str, Any], out: Path
 ) -> dict[str, Any]:
     """summary.json, summary.md and accuracy.png from the rows of the current grid and problems."""
-    order = list(getattr(cfg, "strategies", []))
+    order = list(cfg.strategies)
     summary = summarize(rows, order)
-    seeds = {r["seed"] for r in rows}
+    seeds = {r.seed for r in rows}
     combined = combine_seeds(rows, order) if len(seeds) > 1 else []
     notes = [
         "Budget N = complete solutions' worth of policy generation the strategy may spend "
@@ -426,7 +434,7 @@ def write_reports(
         "meta": meta,
         "cells": summary,
         "combined_seeds": combined,
-        "errors": sum(1 for r in rows if r.get("error")),
+        "errors": sum(1 for r in rows if r.error),
         "notes": notes,
     }
     (out / "summary.json").write_text(json.dumps(data, indent=2))

@@ -83,9 +83,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from benchmarks.bench.run import run_bench
     from benchmarks.config import UNSET, load_config
     from benchmarks.report import terminal_table
-    from benchmarks.runner import run_bench
 
     if args.config and args.suite and args.config != args.suite:
         raise ReasonerError(

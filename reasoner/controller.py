@@ -12,7 +12,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from reasoner.aggregation import aggregate
+from reasoner.aggregation import aggregate, answer_key, vote
+from reasoner.grading.answers import extract_answer
 from reasoner.models.base import Continuation, GenRequest, ScoreRequest
 from reasoner.search import Expand, Pick, PRMUse, Rollout, Score, SearchContext, Strategy
 from reasoner.tree import Node, StepTree
@@ -84,14 +85,8 @@ class Controller:
         run.started = time.perf_counter()
         try:
             prompt = self.policy.encode_prompt(run.problem.text)
-        except ReasonerError as err:
-            run.solution = Solution(
-                answer=None,
-                steps=[],
-                strategy=strategy.name,
-                problem_id=run.problem.id,
-                reason=f"error: {err}",
-            )
+        except ReasonerError as err:  # e.g. a prompt longer than the context: this problem only
+            run.solution = Solution.failed(run.problem.id, strategy.name, str(err))
             return
         run.tree = StepTree(run.problem.text, prompt, run.problem.id)
         ctx = SearchContext(
@@ -190,8 +185,6 @@ class Controller:
 
     def _attach(self, run: _Run, parent: Node, cont: Continuation) -> Node:
         """Add a continuation's steps under `parent`; return the last node added."""
-        from reasoner.grading import extract_answer
-
         tree = run.tree
         node = parent
         for piece in cont.steps:
@@ -260,8 +253,6 @@ class Controller:
                 key=lambda n: aggregate([p.prm_score for p in run.tree.path(n)], self.aggregation),
             )
             return Pick(node=best, reason=reason)
-        from reasoner.aggregation import answer_key, vote
-
         votes = vote(n.answer for n in terminals)
         top = max(votes, key=votes.get)
         return Pick(
@@ -286,8 +277,6 @@ class Controller:
             stats.flops += 2.0 * self.prm.num_parameters * stats.prm_tokens
         answer = node.answer if node is not None else None
         if node is not None and answer is None and steps:
-            from reasoner.grading import extract_answer
-
             answer = extract_answer(self.policy.step_format.join_steps(steps))
         reason = pick.reason
         if node is None and reason == "finished":

@@ -81,8 +81,21 @@ class Solution:
     stats: Stats = field(default_factory=Stats)
     strategy: str = ""
     problem_id: str = ""
-    reason: str = ""  # why the search stopped, e.g. "finished", "budget", "no-terminal"
+    reason: str = ""  # why the search stopped, e.g. "finished", "budget", "no-terminal", "error"
     candidates: dict[str, float] = field(default_factory=dict)  # answer -> vote or score
+    error: str | None = None  # why the problem could not be searched (then reason is "error")
+
+    @classmethod
+    def failed(cls, problem_id: str, strategy: str, error: str) -> Solution:
+        """The answerless Solution of a problem that could not be searched, saying why."""
+        return cls(
+            answer=None,
+            steps=[],
+            strategy=strategy,
+            problem_id=problem_id,
+            reason="error",
+            error=error,
+        )
 
     def to_dict(self, include_tree: bool = True) -> dict[str, Any]:
         data = {
@@ -95,6 +108,7 @@ class Solution:
             "problem_id": self.problem_id,
             "reason": self.reason,
             "candidates": dict(self.candidates),
+            "error": self.error,
         }
         if include_tree and self.tree is not None:
             data["tree"] = self.tree.to_dict()
@@ -119,4 +133,5 @@ class Solution:
             problem_id=data.get("problem_id", ""),
             reason=data.get("reason", ""),
             candidates=dict(data.get("candidates", {})),
+            error=data.get("error"),
         )

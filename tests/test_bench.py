@@ -14,9 +14,12 @@ from pathlib import Path
 import pytest
 from conftest import DATA_DIR
 
+from benchmarks.bench.grid import grid
+from benchmarks.bench.resume import RESULTS, read_results
+from benchmarks.bench.run import run_bench
 from benchmarks.config import UNSET, BenchConfig, available_suites, find_suite, load_config
 from benchmarks.report import TIME_FIELDS, wilson_interval
-from benchmarks.runner import RESULTS, grid, read_rows, repair_tail, run_bench
+from reasoner.jsonl import read_jsonl, repair_tail
 from reasoner.types import ReasonerError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,12 +161,12 @@ def test_wilson_and_torn_lines(tmp_path):
     assert lo == pytest.approx(0.2366, abs=1e-3) and hi == pytest.approx(0.7634, abs=1e-3)
     path = tmp_path / "r.jsonl"
     path.write_text('{"a": 1}\n{"a": 2}\n{"a": ')
-    assert read_rows(path) == [{"a": 1}, {"a": 2}]  # a kill mid-write loses only that row
+    assert read_jsonl(path) == [{"a": 1}, {"a": 2}]  # a kill mid-write loses only that row
     repair_tail(path)
     assert path.read_text() == '{"a": 1}\n{"a": 2}\n'
     path.write_text('{"a": 1}\n{"a\n{"a": 3}\n')
     with pytest.raises(ReasonerError, match="r.jsonl:2: malformed result row"):
-        read_rows(path)
+        read_results(path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -180,13 +183,13 @@ def test_subsampled_curves_equal_separate_runs(tiny_ckpt, tmp_path):
         tiny_cfg(tiny_ckpt, tmp_path / "sub", subsample=True, save_trees=True, **common),
         progress=False,
     )
-    samples = read_rows(tmp_path / "sub" / "samples.jsonl")
+    samples = read_jsonl(tmp_path / "sub" / "samples.jsonl")
     assert len(samples) == 3 and {s["budget"] for s in samples} == {3}  # ONE run per problem
     real_rows = {
         (r["problem_id"], r["strategy"], r["budget"], r["aggregation"]): r
-        for r in read_rows(tmp_path / "real" / RESULTS)
+        for r in read_jsonl(tmp_path / "real" / RESULTS)
     }
-    sub_rows = read_rows(tmp_path / "sub" / RESULTS)
+    sub_rows = read_jsonl(tmp_path / "sub" / RESULTS)
     assert len(sub_rows) == len(real_rows) == 3 * (3 + 3 * 2 * 2)
     for r in sub_rows:
         twin = real_rows[(r["problem_id"], r["strategy"], r["budget"], r["aggregation"])]
@@ -276,7 +279,7 @@ step_format = {{ max_step_tokens = 6, max_steps = 3 }}
     # a larger grid on the same settings is compatible: only the new cells run
     code, _, _ = bench_cli(args + ["--budgets", "1,2,3"], capsys)
     assert code == 0
-    rows = read_rows(results)
+    rows = read_jsonl(results)
     assert len(rows) == total + 8 * 3 and rows[:total] == [
         json.loads(x) for x in after.splitlines()
     ]
@@ -319,7 +322,7 @@ def test_failing_problem_records_error_and_run_goes_on(tiny_ckpt, tmp_path, monk
         batch_size=4,
     )
     summary = run_bench(cfg, progress=False)
-    rows = {(r["problem_id"], r["strategy"]): r for r in read_rows(tmp_path / "out" / RESULTS)}
+    rows = {(r["problem_id"], r["strategy"]): r for r in read_jsonl(tmp_path / "out" / RESULTS)}
     assert len(rows) == 8
     for strategy in ("greedy", "boom_on_marker"):
         assert "context" in rows[("gsm8k-test-0001", strategy)]["error"]
@@ -333,10 +336,10 @@ def test_failing_problem_records_error_and_run_goes_on(tiny_ckpt, tmp_path, monk
     assert "all 4 problems of the split" in md
     # a rerun redoes nothing; with retry_errors only the errored rows run again (and still fail)
     run_bench(cfg, progress=False)
-    assert len(read_rows(tmp_path / "out" / RESULTS)) == 8
+    assert len(read_jsonl(tmp_path / "out" / RESULTS)) == 8
     cfg.retry_errors = True
     again = run_bench(cfg, progress=False)
-    assert len(read_rows(tmp_path / "out" / RESULTS)) == 8 + 3
+    assert len(read_jsonl(tmp_path / "out" / RESULTS)) == 8 + 3
     assert [c["errors"] for c in again["cells"]] == [1, 2] and [c["n"] for c in again["cells"]] == [
         4,
         4,
@@ -374,7 +377,7 @@ def test_gold_answer_never_reaches_a_strategy(tiny_ckpt, tmp_path, monkeypatch):
         subsample=True,
     )
     run_bench(cfg, progress=False)
-    rows = read_rows(tmp_path / "out" / RESULTS)
+    rows = read_jsonl(tmp_path / "out" / RESULTS)
     assert all(r["gold"] for r in rows)  # the gold grades the rows...
     assert len(seen_contexts) == 3 and len(seen_problems) >= 6  # the spy, the sampler, replays
     for p in seen_problems:  # ...and never reaches a search
@@ -449,7 +452,7 @@ def test_real_suites_smoke(suite, rel, sha, tiny_ckpt, tmp_path, monkeypatch):
         },
     )
     summary = run_bench(cfg, progress=False)
-    rows = read_rows(tmp_path / suite / RESULTS)
+    rows = read_jsonl(tmp_path / suite / RESULTS)
     assert len(rows) == 3 * len(grid(cfg)) and not any(r["error"] for r in rows)
     assert all(r["gold"] for r in rows) and graded
     meta = json.loads((tmp_path / suite / "run.json").read_text())
