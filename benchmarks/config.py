@@ -3,27 +3,29 @@
 A suite is a TOML file of `BenchConfig` fields (see `benchmarks/suites/*.toml`). It is found by
 path (`reasoner bench path/to/suite.toml`) or by bare name (`reasoner bench arith`), which looks
 in the `benchmarks/suites` package data, so it works from an installed package too. Flags
-override the file. Every key is checked: a misspelled key is an error naming the valid ones.
+override the file. Keys and types are checked by the project's one config loader
+(reasoner.config_io); `BenchConfig.validate` checks the values.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
+from reasoner.aggregation import check_aggregation
+from reasoner.config_io import SET_NONE, Config, did_you_mean, read_toml
+from reasoner.registry import available_strategies, get_strategy
+from reasoner.step_format import get_step_format
 from reasoner.types import ReasonerError
 
 DATASETS = ("arith", "gsm8k", "math500", "math")  # what `dataset` may name
-UNSET = type("Unset", (), {"__repr__": lambda self: "UNSET"})()  # an override that sets None
+UNSET = SET_NONE  # the former name of an override that sets None (kept for callers)
 DEFAULT_SUITE = "arith"
 
 # Fields whose change makes existing result rows mean something else: an output directory whose
-# run.json differs in any of these is refused (see runner.check_compatible). Grid lists
+# run.json differs in any of these is refused (see benchmarks.bench.resume.check_compatible). Grid lists
 # (strategies, budgets, prms, aggregations, seeds) and the problem range are not here: rows are
 # keyed per (problem, cell), so a rerun with a larger grid or range reuses what is finished.
 COMPAT_FIELDS = (
@@ -44,19 +46,17 @@ COMPAT_FIELDS = (
 
 
 @dataclass
-class BenchConfig:
+class BenchConfig(Config):
     """One benchmark run: a dataset, the grid (strategies x budgets x PRMs x aggregations x seeds)."""
 
-    name: str = (
-        ""  # the suite's name (file stem by default); used in reports and the default out dir
-    )
+    # the suite's name (file stem by default); used in reports and the default out dir
+    name: str = ""
     description: str = ""  # free text, copied into summary.md
     dataset: str = "arith"  # arith (embedded), gsm8k, math500, math
     split: str = "test"
     data_dir: str | None = None  # else $REASONER_DATA (arith needs none)
-    limit: int | None = (
-        None  # first `limit` problems of the split after `offset` (declared in the report)
-    )
+    # first `limit` problems of the split after `offset` (declared in the report)
+    limit: int | None = None
     offset: int = 0
     policy: str = "embedded"  # "embedded" or a local checkpoint directory
     policy_options: dict[str, Any] = field(default_factory=dict)  # e.g. dtype, trust_remote_code
@@ -81,8 +81,9 @@ class BenchConfig:
     retry_errors: bool = False  # on resume, rerun rows that recorded an error
 
     # ------------------------------------------------------------------------------------------
-    def validate(self) -> BenchConfig:
-        self._check_types()
+    def validate(self) -> None:
+        """Value checks (types are checked by the loader): known dataset, strategies, options and
+        aggregations, budgets >= 1, no duplicate grid entries; fills the default name and out_dir."""
         if self.dataset not in DATASETS:
             raise ReasonerError(f"unknown dataset {self.dataset!r}; valid: {', '.join(DATASETS)}")
         if not self.name:
@@ -95,8 +96,6 @@ class BenchConfig:
                 raise ReasonerError(f"{key} is empty; give at least one")
             if len(set(map(str, values))) != len(values):
                 raise ReasonerError(f"{key} has duplicates: {values}")
-        from reasoner.registry import available_strategies, get_strategy
-
         for s in self.strategies:
             get_strategy(s)  # the registry's error names the available strategies
         for s, opts in self.strategy_options.items():
@@ -105,8 +104,6 @@ class BenchConfig:
                     f"strategy_options names unknown strategy {s!r}; available: "
                     f"{', '.join(available_strategies())}"
                 )
-            if not isinstance(opts, dict):
-                raise ReasonerError(f"strategy_options.{s} must be a table of option = value")
             if s in self.strategies:
                 get_strategy(s)(**opts)  # unknown or invalid options fail now, not mid-run
         for s, budgets in self.strategy_budgets.items():
@@ -115,19 +112,11 @@ class BenchConfig:
                     f"strategy_budgets names {s!r}, which is not among the strategies "
                     f"{self.strategies}"
                 )
-            if isinstance(budgets, int) and not isinstance(budgets, bool):
-                budgets = self.strategy_budgets[s] = [budgets]
-            if (
-                not isinstance(budgets, list)
-                or not budgets
-                or not all(isinstance(b, int) and not isinstance(b, bool) for b in budgets)
-            ):
+            if not budgets:
                 raise ReasonerError(f"strategy_budgets.{s} must be a non-empty list of integers")
         for b in [*self.budgets, *(b for v in self.strategy_budgets.values() for b in v)]:
             if b < 1:
                 raise ReasonerError(f"budgets must be integers >= 1, got {b!r}")
-        from reasoner.aggregation import check_aggregation
-
         for a in self.aggregations:
             check_aggregation(a)
         if self.limit is not None and self.limit < 1:
@@ -142,122 +131,24 @@ class BenchConfig:
             raise ReasonerError(f"unknown backend {self.backend!r}; valid: hf, vllm")
         if self.max_nodes < 1 or self.max_seconds_per_problem <= 0:
             raise ReasonerError("max_nodes and max_seconds_per_problem must be positive")
-        from reasoner.step_format import get_step_format
-
         for key in ("step_format", "prm_step_format"):
             if getattr(self, key) is not None:
                 try:
                     get_step_format(getattr(self, key))
                 except ReasonerError as err:
                     raise ReasonerError(f"{key}: {err}") from err
-        return self
-
-    def _check_types(self) -> None:
-        """Scalars where scalars belong, lists of the right kind (a bare scalar is a 1-list)."""
-        list_kinds = {
-            "strategies": str,
-            "prms": str,
-            "aggregations": str,
-            "budgets": int,
-            "seeds": int,
-        }
-        for key, kind in list_kinds.items():
-            value = getattr(self, key)
-            if isinstance(value, (str, int)) and not isinstance(value, bool):
-                value = [value]
-            if not isinstance(value, (list, tuple)) or not all(
-                isinstance(v, kind) and not isinstance(v, bool) for v in value
-            ):
-                raise ReasonerError(f"{key} must be a list of {kind.__name__}s, got {value!r}")
-            setattr(self, key, list(value))
-        scalar_kinds: dict[str, tuple[type, ...]] = {
-            "name": (str,),
-            "description": (str,),
-            "dataset": (str,),
-            "split": (str,),
-            "offset": (int,),
-            "policy": (str,),
-            "backend": (str,),
-            "temperature": (int, float),
-            "subsample": (bool,),
-            "batch_size": (int,),
-            "save_trees": (bool,),
-            "max_seconds_per_problem": (int, float),
-            "max_nodes": (int,),
-            "retry_errors": (bool,),
-            "policy_options": (dict,),
-            "prm_options": (dict,),
-            "strategy_options": (dict,),
-            "strategy_budgets": (dict,),
-        }
-        for key, kinds in scalar_kinds.items():
-            value = getattr(self, key)
-            bad_bool = isinstance(value, bool) and bool not in kinds
-            if not isinstance(value, kinds) or bad_bool:
-                want = " or ".join(k.__name__ for k in kinds)
-                raise ReasonerError(f"{key} must be a {want}, got {value!r}")
-        for key in ("data_dir", "out_dir"):
-            value = getattr(self, key)
-            if value is not None and not isinstance(value, (str, Path)):
-                raise ReasonerError(f"{key} must be a path string, got {value!r}")
-            if value is not None:
-                setattr(self, key, str(value))
-        if self.limit is not None and (
-            isinstance(self.limit, bool) or not isinstance(self.limit, int)
-        ):
-            raise ReasonerError(f"limit must be an integer, got {self.limit!r}")
-        for key in ("step_format", "prm_step_format"):
-            value = getattr(self, key)
-            if value is not None and not isinstance(value, (str, dict)):
-                raise ReasonerError(f"{key} must be a preset name, a table or a .toml path")
 
     # ------------------------------------------------------------------------------------------
     def compat_key(self) -> dict[str, Any]:
         """The fields that make result rows comparable (resume refuses a run whose key differs)."""
         return {k: getattr(self, k) for k in COMPAT_FIELDS}
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     @classmethod
     def from_toml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> BenchConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise ReasonerError(f"suite file {path} does not exist")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as err:
-            raise ReasonerError(f"{path}: invalid TOML: {err}") from err
-        data.setdefault("name", path.stem)
+        """A suite file's config (its name defaults to the file's stem), with overrides."""
+        data = read_toml(path, what="suite file")
+        data.setdefault("name", Path(path).stem)
         return cls.from_dict(data, source=str(path), overrides=overrides)
-
-    @classmethod
-    def from_dict(
-        cls, data: dict[str, Any], source: str = "config", overrides: dict[str, Any] | None = None
-    ) -> BenchConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        for what, mapping in ((source, data), ("overrides", overrides or {})):
-            unknown = sorted(set(mapping) - known)
-            if unknown:
-                hint = _did_you_mean(unknown[0], known)
-                raise ReasonerError(
-                    f"{what}: unknown key(s) {unknown}{hint}; valid keys: {sorted(known)}"
-                )
-        # an override of None means "not given"; UNSET sets the key to None (e.g. no limit)
-        merged = dict(data)
-        for k, v in (overrides or {}).items():
-            if v is UNSET:
-                merged[k] = None
-            elif v is not None:
-                merged[k] = v
-        return cls(**merged).validate()
-
-
-def _did_you_mean(word: str, choices: set[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, sorted(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -287,7 +178,7 @@ def find_suite(spec: str | Path) -> Path:
         return path
     path = suites_dir() / f"{text}.toml"
     if not path.is_file():
-        hint = _did_you_mean(text, set(available_suites()))
+        hint = did_you_mean(text, available_suites())
         raise ReasonerError(
             f"unknown suite {text!r}{hint}; available suites: {', '.join(available_suites())} "
             f"(or give the path of a .toml file)"

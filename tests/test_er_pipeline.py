@@ -11,7 +11,9 @@ from reasoner.models.hf_policy import HFPolicy
 from reasoner.models.hf_prm import HFPRM
 from reasoner.step_format import StepFormat
 from reasoner.training.labeling import LabelConfig, label_chunk, run_labeling
-from reasoner.training.prm_trainer import PRMTrainConfig, roc_auc, train_prm
+from reasoner.training.prm_config import LMPRMTrainConfig
+from reasoner.training.prm_metrics import pairwise_accuracy, roc_auc
+from reasoner.training.prm_trainer import train_prm
 from reasoner.training.records import LabeledSolution, read_records
 from reasoner.types import ReasonerError
 
@@ -73,9 +75,9 @@ def learnable_records(n=160):
     return out
 
 
-def quick_exact_config(base, out_dir, **overrides) -> PRMTrainConfig:
+def quick_exact_config(base, out_dir, **overrides) -> LMPRMTrainConfig:
     """A one-epoch oracle-label PRM run on a tiny base: checks what reaches the checkpoint."""
-    return PRMTrainConfig(
+    return LMPRMTrainConfig(
         **{
             "base": str(base),
             "out_dir": str(out_dir),
@@ -93,7 +95,7 @@ def quick_exact_config(base, out_dir, **overrides) -> PRMTrainConfig:
 
 @pytest.mark.slow
 def test_prm_training_learns_step_correctness(tiny_ckpt, tmp_path):
-    cfg = PRMTrainConfig(
+    cfg = LMPRMTrainConfig(
         base=str(tiny_ckpt),
         out_dir=str(tmp_path / "prm"),
         label="er",
@@ -129,8 +131,6 @@ def test_roc_auc_matches_definition():
 
 
 def test_pairwise_accuracy_counts_only_pairs_within_a_problem():
-    from reasoner.training.prm_trainer import pairwise_accuracy
-
     ex = [
         {"problem": "a", "correct": True},
         {"problem": "a", "correct": False},
@@ -169,7 +169,9 @@ def test_prm_format_override_and_lm_loss_reach_the_checkpoint(tiny_ckpt, tmp_pat
      ({"prm_format": "x"}, "must be a table"), ({"lm_loss_weight": -1.0}, ">= 0")],
 )  # fmt: skip
 def test_bad_recipe_options_fail_before_training(tiny_ckpt, tmp_path, changes, match):
-    cfg = PRMTrainConfig(base=str(tiny_ckpt), out_dir=str(tmp_path / "prm"), label="hard", eta=None)
+    cfg = LMPRMTrainConfig(
+        base=str(tiny_ckpt), out_dir=str(tmp_path / "prm"), label="hard", eta=None
+    )
     for key, value in changes.items():
         setattr(cfg, key, value)
     with pytest.raises(ReasonerError, match=match):

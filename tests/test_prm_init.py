@@ -2,11 +2,15 @@
 
 import pytest
 import torch
+from test_er_pipeline import learnable_records, quick_exact_config
 from transformers import AutoModelForCausalLM
 
+from reasoner.models.hf_prm import HFPRM
 from reasoner.models.kv_reuse import growing_cache
 from reasoner.models.resolve import load_causal_lm
+from reasoner.training.prm_config import LMPRMTrainConfig
 from reasoner.training.prm_init import append_identity_layers
+from reasoner.training.prm_trainer import train_prm
 from reasoner.types import ReasonerError
 
 
@@ -55,15 +59,9 @@ def test_bad_extra_layers_are_clear_errors(tiny_ckpt):
 
 def test_trainer_freezes_the_base_and_ships_the_deeper_untied_prm(tiny_ckpt, tmp_path):
     """freeze_base trains only the appended layers and the head; the checkpoint loads as is."""
-    from test_er_pipeline import learnable_records, quick_exact_config
-
-    from reasoner.models.hf_prm import HFPRM
-    from reasoner.models.resolve import load_causal_lm as load
-    from reasoner.training.prm_trainer import train_prm
-
     cfg = quick_exact_config(tiny_ckpt, tmp_path / "prm", extra_layers=1, freeze_base=True)
     final = train_prm(cfg, records=learnable_records(40), progress=False)
-    base, prm = load(tiny_ckpt, "float32"), HFPRM(final).model
+    base, prm = load_causal_lm(tiny_ckpt, "float32"), HFPRM(final).model
     assert prm.config.num_hidden_layers == 3 and not prm.config.tie_word_embeddings
     for name, p in base.model.layers.state_dict().items():  # the policy's layers: untouched
         assert torch.allclose(prm.model.layers.state_dict()[name].float(), p, atol=1e-3), name
@@ -71,12 +69,11 @@ def test_trainer_freezes_the_base_and_ships_the_deeper_untied_prm(tiny_ckpt, tmp
 
 
 def test_freeze_base_without_extra_layers_is_an_error(tiny_ckpt, tmp_path):
-    from test_er_pipeline import learnable_records
-
-    from reasoner.training.prm_trainer import PRMTrainConfig, train_prm
-
-    cfg = PRMTrainConfig(
-        base=str(tiny_ckpt), out_dir=str(tmp_path / "p"), label="hard", eta=None, freeze_base=True
-    )
+    common = {"base": str(tiny_ckpt), "out_dir": str(tmp_path / "p"), "label": "hard", "eta": None}
+    with pytest.raises(ReasonerError, match="freeze_base needs extra_layers"):
+        LMPRMTrainConfig(**common, freeze_base=True)
+    cfg = LMPRMTrainConfig(**common)
+    cfg.freeze_base = True  # edited after construction: checked again before any work
     with pytest.raises(ReasonerError, match="freeze_base needs extra_layers"):
         train_prm(cfg, records=learnable_records(8), progress=False)
+    assert not (tmp_path / "p").exists()

@@ -18,7 +18,7 @@ from reasoner.prm_eval import first_wrong_step, processbench_metrics
 from reasoner.search import best_choice, majority_choice, weighted_choice
 from reasoner.step_format import get_step_format
 from reasoner.synthetic import first_arithmetic_error, first_error
-from reasoner.training.prm_trainer import roc_auc
+from reasoner.training.prm_metrics import roc_auc
 from reasoner.types import Problem
 
 Chain = dict[str, Any]

@@ -36,7 +36,7 @@ from reasoner.grading import extract_answer
 from reasoner.search import best_choice, majority_choice
 from reasoner.step_format import StepFormat
 from reasoner.training.augment import slip_negatives
-from reasoner.training.prm_trainer import split_by_problem
+from reasoner.training.prm_data import split_by_problem
 from reasoner.training.records import LabeledSolution, read_records
 
 Example = tuple[list[int], int, list[int]]  # (ids, first solution token, end of each step)

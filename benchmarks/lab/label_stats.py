@@ -15,7 +15,7 @@ from statistics import mean
 from typing import Any
 
 from benchmarks.lab.results import write_result
-from reasoner.training.prm_trainer import roc_auc
+from reasoner.training.prm_metrics import roc_auc
 from reasoner.training.records import LabeledSolution, read_records
 
 KINDS = ["soft", "er-0.5", "er-1", "er-2", "er-5", "er-10", "hard"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from reasoner.training.augment import slip_negatives
-from reasoner.training.prm_trainer import split_by_problem
+from reasoner.training.prm_data import split_by_problem
 from reasoner.training.records import LabeledSolution, read_records
 
 Pair = tuple[str, list[str], list[str]]  # (problem, right chain, slipped chain)

@@ -10,7 +10,7 @@ that forms the policy's predictions), an untied readout, a frozen base, slip-neg
 Subcommands (run in this order; each resumes or reuses what exists):
   sample  --split train --offset 2000 --problems 800 --out runs/prm_recipes/train.jsonl
   sample  --split test --offset 0 --problems 150 --out runs/prm_recipes/test.jsonl
-  train   NAME '{"extra_layers": 2, ...}'      (PRMTrainConfig overrides; label "exact")
+  train   NAME '{"extra_layers": 2, ...}'      (LMPRMTrainConfig overrides; label "exact")
   report  --runs NAME,NAME,...                  -> benchmarks/results/prm_recipes.{json,md}
 
 Metrics, on held-out arith TEST problems (never trained on): within-problem pair accuracy (a right
@@ -40,7 +40,9 @@ from reasoner.jsonl import read_jsonl
 from reasoner.models.base import GenRequest, ScoreRequest
 from reasoner.models.resolve import resolve_model_path
 from reasoner.synthetic import first_error
-from reasoner.training.prm_trainer import PRMTrainConfig, pairwise_accuracy, roc_auc, train_prm
+from reasoner.training.prm_config import LMPRMTrainConfig
+from reasoner.training.prm_metrics import pairwise_accuracy, roc_auc
+from reasoner.training.prm_trainer import train_prm
 from reasoner.training.records import LabeledSolution, append_records, read_records
 
 ROOT = Path("runs/prm_recipes")
@@ -91,9 +93,9 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    """Train one recipe (PRMTrainConfig overrides as JSON) on the exact labels of train.jsonl."""
+    """Train one recipe (LMPRMTrainConfig overrides as JSON) on the exact labels of train.jsonl."""
     overrides = json.loads(args.overrides)
-    cfg = PRMTrainConfig(
+    cfg = LMPRMTrainConfig(
         **{
             "data": str(ROOT / "train.jsonl"),
             "out_dir": str(ROOT / args.name),

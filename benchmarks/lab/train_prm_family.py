@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                 overrides["evidence_groups"] = groups
         if args.epochs is not None:
             overrides["epochs"] = args.epochs
-        cfg = PRMTrainConfig.from_toml(args.config, **overrides)
+        cfg = PRMTrainConfig.from_toml(args.config, overrides)
         t0 = time.time()
         train_prm(cfg)
         print(f"{kind}: trained in {time.time() - t0:.0f} s -> {out / 'final'}", flush=True)

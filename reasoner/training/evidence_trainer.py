@@ -1,22 +1,33 @@
-"""Train an evidence PRM: the step-value head over the base LM's token evidence, on rollout labels.
+"""Train an evidence PRM (kind "evidence"): a step-value head over the base LM's token evidence.
 
 The loss is the same soft-target BCE as the LM PRM's (label v in [0, 1] per step, any label kind:
 ER with float eta, soft, hard, ORM, exact); all records are used, the validation split is by
-problem, and the metrics are the LM trainer's (reasoner.training.prm_trainer.step_metrics). The
-base LM is frozen, so its features are computed once per record and cached beside the run
-(features.pt, keyed by the records and the base): a rerun, or another label kind on the same
-data, only retrains the head, which takes seconds.
+problem, and the metrics are the LM trainer's (reasoner.training.prm_metrics). The base LM is
+frozen, so its features are computed once per record and cached beside the run (features.pt,
+keyed by the records and the base): a rerun, or another label kind on the same data, only
+retrains the head, which takes seconds. `train_evidence_prm` reads top to bottom: data, features,
+head, the shared loop, the save.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-from reasoner.training.records import LabeledSolution, read_records
+import torch
+from tqdm import tqdm
+
+from reasoner.models.base import ScoreRequest
+from reasoner.models.evidence_prm import EvidenceFeatures, EvidenceHead, save_evidence_prm
+from reasoner.models.resolve import resolve_model_path
+from reasoner.models.token_evidence import FEATURE_GROUPS, FEATURES
+from reasoner.training.prm_config import EvidencePRMTrainConfig
+from reasoner.training.prm_data import load_records, train_val_records
+from reasoner.training.prm_loop import batch_indices, run_training, start_run, total_steps_for
+from reasoner.training.prm_metrics import step_metrics
+from reasoner.training.records import LabeledSolution
 from reasoner.types import ReasonerError
 
 
@@ -32,12 +43,6 @@ def record_features(
     records: list[LabeledSolution], base: str, cache: Path, progress: bool = True, chunk: int = 32
 ) -> list[list[list[float]]]:
     """Evidence rows per step of every record (computed once, then read from `cache`)."""
-    import torch
-    from tqdm import tqdm
-
-    from reasoner.models.base import ScoreRequest
-    from reasoner.models.evidence_prm import EvidenceFeatures
-
     key = _fingerprint(records, base)
     if cache.exists():
         saved = torch.load(cache, weights_only=False)
@@ -79,10 +84,6 @@ def _examples(records: list[LabeledSolution], rows: list, label: str, eta: float
 
 def evaluate_head(head: Any, examples: list[dict]) -> dict[str, Any]:
     """The LM trainer's validation metrics, for the head's step scores."""
-    import torch
-
-    from reasoner.training.prm_trainer import step_metrics
-
     x = torch.tensor([row for e in examples for row in e["rows"]], dtype=torch.float32)
     y = torch.tensor([t for e in examples for t in e["targets"]], dtype=torch.float32)
     truths = [t for e in examples for t in (e["truth"] if e["truth"] else [None] * len(e["rows"]))]
@@ -92,42 +93,21 @@ def evaluate_head(head: Any, examples: list[dict]) -> dict[str, Any]:
     return step_metrics(examples, torch.sigmoid(logits).tolist(), y.tolist(), truths, float(loss))
 
 
-def train_evidence_prm(cfg: Any, records: list[LabeledSolution] | None, progress: bool) -> Path:
-    """Train (or resume) an evidence PRM from a PRMTrainConfig; returns its final directory."""
-    import torch
-
-    from reasoner.models.evidence_prm import EvidenceHead, save_evidence_prm
-    from reasoner.models.resolve import resolve_model_path
-    from reasoner.models.token_evidence import FEATURE_GROUPS, FEATURES
-    from reasoner.training.prm_loop import batch_indices, run_training, total_steps_for
-    from reasoner.training.prm_trainer import split_by_problem
-
+def train_evidence_prm(
+    cfg: EvidencePRMTrainConfig,
+    records: list[LabeledSolution] | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train (or resume) an evidence PRM; returns its final directory."""
+    cfg.check()
     label, eta = cfg.label_kind()
-    if cfg.lora_rank or cfg.extra_layers or cfg.freeze_base or cfg.lm_loss_weight:
-        raise ReasonerError(
-            "train-prm: kind 'evidence' leaves the base unchanged; lora_rank, extra_layers, "
-            "freeze_base and lm_loss_weight apply to kind 'lm' only"
-        )
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
-    if records is None:
-        records = read_records(cfg.data)
-    if cfg.limit:
-        records = records[: cfg.limit]
-    if not records:
-        raise ReasonerError(f"no labeled records in {cfg.data}")
+    out = start_run(cfg)
+    records = load_records(cfg, records)
     base = cfg.base if cfg.base == "embedded" else str(resolve_model_path(cfg.base, "policy"))
     resolve_model_path(base, "policy")  # a clear error now, not after the split
-    train_recs, val_recs = split_by_problem(records, cfg.val_fraction, cfg.seed)
-    if cfg.slip_negatives < 0:
-        raise ReasonerError(f"train-prm: slip_negatives must be >= 0, got {cfg.slip_negatives}")
-    if cfg.slip_negatives:
-        from reasoner.training.augment import slip_negatives
+    train_recs, val_recs = train_val_records(cfg, records)
 
-        train_recs = train_recs + slip_negatives(train_recs, cfg.slip_negatives, cfg.seed)
+    # the frozen base's evidence rows of every record (cached), reduced to the chosen groups
     cache = Path(cfg.features_cache) if cfg.features_cache else out / "features.pt"
     cache.parent.mkdir(parents=True, exist_ok=True)
     rows = record_features(train_recs + val_recs, base, cache, progress)
@@ -141,6 +121,8 @@ def train_evidence_prm(cfg: Any, records: list[LabeledSolution] | None, progress
     y = torch.tensor([t for e in train_ex for t in e["targets"]], dtype=torch.float32)
     if not len(x):
         raise ReasonerError(f"train-prm: the records in {cfg.data} hold no steps to train on")
+
+    # the head, its input normalisation set from the training rows, and the shared loop
     head = EvidenceHead(len(names), cfg.evidence_hidden)
     head.mean.copy_(x.mean(0))
     head.std.copy_(x.std(0).clamp(min=1e-3))
@@ -153,19 +135,14 @@ def train_evidence_prm(cfg: Any, records: list[LabeledSolution] | None, progress
         idx = torch.tensor(batch_indices(step, len(x), cfg.batch_size, cfg.seed))
         return torch.nn.functional.binary_cross_entropy_with_logits(head(x[idx]), y[idx])
 
+    def validate() -> dict[str, Any]:
+        return evaluate_head(head, val_ex) if val_ex else {}
+
     params = list(head.parameters())
-    run_training(
-        cfg,
-        out,
-        head,
-        optim,
-        params,
-        total_steps,
-        loss_at,
-        lambda: evaluate_head(head, val_ex) if val_ex else {},
-        f"train-prm ({label})",
-        progress,
-    )
+    desc = f"train-prm ({label})"
+    run_training(cfg, out, head, optim, params, total_steps, loss_at, validate, desc, progress)
+
+    # the checkpoint: the head and its feature names, with the training summary
     summary = {
         "kind": "evidence",
         "features": cfg.evidence_groups,
@@ -175,7 +152,7 @@ def train_evidence_prm(cfg: Any, records: list[LabeledSolution] | None, progress
         "slip_negatives": cfg.slip_negatives,
         "val_records": len(val_ex),
         "steps": total_steps,
-        "val": evaluate_head(head, val_ex) if val_ex else {},
+        "val": validate(),
     }
     final = save_evidence_prm(out / "final", head.eval(), base, names, {"training": summary})
     (final / "prm_training.json").write_text(json.dumps(summary, indent=2))

@@ -8,21 +8,27 @@ batched call. Results are appended per problem, fsynced: a rerun skips finished 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reasoner.config_io import config_from_toml
-from reasoner.models.base import Continuation, GenRequest
+from tqdm import tqdm
+
+from reasoner.api import load_policy
+from reasoner.config_io import Config
+from reasoner.datasets import load_dataset
+from reasoner.grading import extract_answer, grade
+from reasoner.models.base import GenRequest
+from reasoner.synthetic import first_error
 from reasoner.training.records import LabeledSolution, append_records, read_records
 from reasoner.types import Problem, ReasonerError
 
 
 @dataclass
-class LabelConfig:
+class LabelConfig(Config):
     """What to label and how (the seed makes the rollouts reproducible)."""
 
     out: str = "runs/labels/rollouts.jsonl"
@@ -38,27 +44,16 @@ class LabelConfig:
     seed: int = 0
     chunk: int = 8  # problems whose rollouts share one batched policy call
 
-    @classmethod
-    def from_toml(cls, path: str | Path, **overrides: Any) -> LabelConfig:
-        return config_from_toml(cls, path, **overrides)
-
 
 def _seed(*parts: object) -> int:
-    import zlib
-
+    """A stable 32-bit seed from the parts (problem id, sample, step): batch-independent."""
     return zlib.crc32(":".join(map(str, parts)).encode())
-
-
-def _continuation_ids(cont: Continuation) -> list[list[int]]:
-    return [piece.token_ids for piece in cont.steps]
 
 
 def label_chunk(
     policy: Any, problems: list[Problem], cfg: LabelConfig, exact_checker: Any = None
 ) -> tuple[list[LabeledSolution], dict[str, float]]:
     """Sample K solutions per problem, roll out N completions per step prefix, grade everything."""
-    from reasoner.grading import extract_answer, grade
-
     fmt = policy.step_format
     t0 = time.perf_counter()
     prompts = [policy.encode_prompt(p.text) for p in problems]
@@ -152,13 +147,8 @@ def run_labeling(
     progress: bool = True,
 ) -> Path:
     """Label cfg.problems problems (resuming: problems already in cfg.out are skipped)."""
-    from tqdm import tqdm
-
-    from reasoner.datasets import load_dataset
-
+    cfg.check()
     if policy is None:
-        from reasoner.api import load_policy
-
         policy = load_policy(cfg.policy)
     if problems is None:
         problems = load_dataset(cfg.suite, cfg.split, data_dir=cfg.data_dir)
@@ -167,12 +157,10 @@ def run_labeling(
         raise ReasonerError("labeling needs gold answers; some problems have none")
     checker = None
     if cfg.suite == "arith" and all("steps" in p.metadata for p in problems):
-        from reasoner.synthetic import first_error as checker
+        checker = first_error
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    (out.parent / (out.stem + ".config.json")).write_text(
-        json.dumps(dataclasses.asdict(cfg), indent=2)
-    )
+    (out.parent / (out.stem + ".config.json")).write_text(json.dumps(cfg.to_dict(), indent=2))
     done = {r.problem_id for r in read_records(out)} if out.exists() else set()
     todo = [p for p in problems if p.id not in done]
     stats_path = out.parent / (out.stem + ".throughput.jsonl")

@@ -6,22 +6,29 @@ only, AdamW with warm-up and cosine decay, checkpoints every `save_every` steps,
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reasoner.config_io import config_from_toml
+import torch
+from matplotlib.figure import Figure
+from tqdm import tqdm
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from reasoner.config_io import Config
 from reasoner.step_format import StepFormat
+from reasoner.synthetic import load_split
+from reasoner.training.schedule import warmup_cosine_lr
+from reasoner.training.tokenizer import build_tokenizer
 from reasoner.types import Problem, ReasonerError
 
 
 @dataclass
-class PolicyTrainConfig:
+class PolicyTrainConfig(Config):
     """Everything that determines the trained policy (with the seed, the run is reproducible)."""
 
     out_dir: str = "runs/policy"
@@ -48,13 +55,8 @@ class PolicyTrainConfig:
     save_every: int = 100
     log_every: int = 10
     threads: int = 2
-    init_from: str | None = (
-        None  # a previous run's out_dir: continue from its weights and tokenizer
-    )
-
-    @classmethod
-    def from_toml(cls, path: str | Path, **overrides: Any) -> PolicyTrainConfig:
-        return config_from_toml(cls, path, **overrides)
+    # a previous run's out_dir: continue from its weights and tokenizer
+    init_from: str | None = None
 
 
 def training_text_ids(
@@ -97,22 +99,13 @@ def pack(examples: list[tuple[list[int], list[int]]], seq_len: int, seed: int):
     return rows
 
 
-def warmup_cosine_lr(step: int, total: int, warmup: int, peak: float, min_ratio: float) -> float:
-    """Linear warm-up to `peak`, then cosine decay to `min_ratio * peak` at step `total`."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return peak * (min_ratio + (1 - min_ratio) * cosine)
-
-
 def lr_at(step: int, cfg: PolicyTrainConfig) -> float:
+    """The learning rate of a step: warm-up, then cosine decay over cfg.steps."""
     return warmup_cosine_lr(step, cfg.steps, cfg.warmup_steps, cfg.lr, cfg.min_lr_ratio)
 
 
-def build_model(cfg: PolicyTrainConfig, tokenizer: Any):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
+def build_model(cfg: PolicyTrainConfig, tokenizer: Any) -> LlamaForCausalLM:
+    """A freshly initialised LLaMA of the config's shape for this tokenizer (seed torch first)."""
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=cfg.hidden_size,
@@ -136,19 +129,13 @@ def train_policy(
     progress: bool = True,
 ) -> Path:
     """Train (or resume) a policy; returns the directory holding the final HF checkpoint."""
-    import torch
-    from tqdm import tqdm
-
-    from reasoner.training.tokenizer import build_tokenizer
-
+    cfg.check()
     fmt = fmt or StepFormat()
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     if problems is None:
-        from reasoner.synthetic import load_split
-
         problems = [
             p for p in load_split("train") if cfg.min_ops <= p.metadata.get("ops", 0) <= cfg.max_ops
         ]
@@ -157,8 +144,6 @@ def train_policy(
 
     tok_dir = out / "tokenizer"
     if cfg.init_from and not (tok_dir / "tokenizer.json").exists():
-        import shutil
-
         src = Path(cfg.init_from) / "tokenizer"
         if not (src / "tokenizer.json").exists():
             raise ReasonerError(
@@ -166,8 +151,6 @@ def train_policy(
             )
         shutil.copytree(src, tok_dir)
     if (tok_dir / "tokenizer.json").exists():
-        from transformers import AutoTokenizer
-
         tokenizer = AutoTokenizer.from_pretrained(tok_dir)
     else:
         texts = (fmt.render_prompt(p.text) + (p.reference or "") for p in problems)
@@ -259,17 +242,12 @@ def plot_loss(log_path: Path, png: Path) -> None:
     """Write the loss curve as a PNG (skipped quietly if there is no log yet)."""
     if not log_path.exists():
         return
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))  # no pyplot: no global backend, no open figures to close
+    ax = fig.subplots()
     ax.plot([r["step"] for r in rows], [r["loss"] for r in rows])
     ax.set_xlabel("step")
     ax.set_ylabel("loss (solution tokens)")
     ax.set_yscale("log")
     fig.tight_layout()
     fig.savefig(png, dpi=100)
-    plt.close(fig)

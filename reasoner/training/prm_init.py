@@ -16,6 +16,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import torch
+
 from reasoner.types import ReasonerError
 
 # the residual-writing projections of a LLaMA-style decoder layer (LLaMA, Mistral, Qwen2, ...)
@@ -23,6 +25,7 @@ OUTPUT_PROJECTIONS = ("self_attn.o_proj", "mlp.down_proj")
 
 
 def _decoder_layers(model: Any) -> Any:
+    """The decoder layer list of a LLaMA-style model, or a clear error."""
     inner = getattr(model, "model", None)
     layers = getattr(inner, "layers", None)
     if layers is None or len(layers) == 0:
@@ -72,8 +75,6 @@ def untie_output_embeddings(model: Any) -> Any:
     embed = model.get_input_embeddings()
     if head is None or embed is None or head.weight is not embed.weight:
         return model
-    import torch
-
     head.weight = torch.nn.Parameter(embed.weight.detach().clone())
     model.config.tie_word_embeddings = False
     if hasattr(model, "_tied_weights_keys"):

@@ -1,6 +1,6 @@
-"""The PRM trainers' shared optimisation loop: seeded batch order, warmup-cosine LR, gradient
-clipping, validation logging and checkpoint/resume. The LM PRM and the evidence PRM differ only
-in what a batch's loss is and how validation is scored."""
+"""The PRM trainers' shared run: the run directory, seeded batch order, warmup-cosine LR,
+gradient clipping, validation logging and checkpoint/resume. The LM PRM and the evidence PRM
+differ only in what a batch's loss is and how validation is scored."""
 
 from __future__ import annotations
 
@@ -12,8 +12,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+from tqdm import tqdm
 
-def total_steps_for(cfg: Any, examples: int) -> int:
+from reasoner.training.prm_config import PRMTrainConfig
+from reasoner.training.schedule import warmup_cosine_lr
+
+
+def start_run(cfg: PRMTrainConfig) -> Path:
+    """Seed torch, set its threads, make cfg.out_dir and record the config there; returns it."""
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    return out
+
+
+def total_steps_for(cfg: PRMTrainConfig, examples: int) -> int:
     """Optimiser steps for cfg.epochs passes over `examples` in batches of cfg.batch_size."""
     return max(1, int(round(cfg.epochs * math.ceil(examples / cfg.batch_size))))
 
@@ -27,7 +43,7 @@ def batch_indices(step: int, examples: int, batch_size: int, seed: int) -> list[
 
 
 def run_training(
-    cfg: Any,
+    cfg: PRMTrainConfig,
     out: Path,
     model: Any,
     optim: Any,
@@ -40,11 +56,6 @@ def run_training(
 ) -> None:
     """Run (or resume from out/checkpoint.pt) steps [start, total_steps) of `loss_at(step)`,
     logging validation to out/log.jsonl every cfg.eval_every steps and at the end."""
-    import torch
-    from tqdm import tqdm
-
-    from reasoner.training.policy_trainer import warmup_cosine_lr
-
     start, ckpt = 0, out / "checkpoint.pt"
     if ckpt.exists():
         state = torch.load(ckpt, weights_only=False)

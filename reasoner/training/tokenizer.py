@@ -6,19 +6,18 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
 
 BOS, EOS, PAD, STEP_TAG = "<|bos|>", "<|eos|>", "<|pad|>", "<|step|>"
 SPECIAL_TOKENS = [PAD, BOS, EOS, STEP_TAG]
 
 
-def build_tokenizer(texts: Iterable[str], vocab_size: int = 1024):
+def build_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on `texts`; digits are split so each is a single token.
 
     Returns a `transformers.PreTrainedTokenizerFast` holding the special tokens (bos, eos, pad and
     the PRM step tag) as single tokens; "+" and "-" (the PRM label tokens) are single bytes.
     """
-    from transformers import PreTrainedTokenizerFast
-
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [
@@ -45,7 +44,8 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = 1024):
     return fast
 
 
-def save_tokenizer(tokenizer, out_dir: str | Path) -> Path:
+def save_tokenizer(tokenizer: PreTrainedTokenizerFast, out_dir: str | Path) -> Path:
+    """Save the tokenizer's files into out_dir (made if missing); returns out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(out)
