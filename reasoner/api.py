@@ -2,70 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from reasoner.aggregation import check_aggregation
 from reasoner.controller import Controller, Limits
+from reasoner.models.base import BACKENDS
+from reasoner.models.loading import load_policy, load_prm
 from reasoner.registry import get_strategy
 from reasoner.search import PRMUse, Strategy
 from reasoner.step_format import StepFormat
 from reasoner.types import Problem, ReasonerError, Solution
 
-BACKENDS = ("hf", "vllm")
-
-
-def load_policy(spec: Any, backend: str = "hf", step_format: Any = None, **kwargs: Any) -> Any:
-    """A policy object from 'embedded', a checkpoint path, or an already-built policy."""
-    if spec is None:
-        raise ReasonerError("a policy is required: 'embedded' or a checkpoint path")
-    if not isinstance(spec, (str, Path)):
-        return spec
-    if backend == "hf":
-        from reasoner.models.hf_policy import HFPolicy
-
-        return HFPolicy(spec, step_format=step_format, **kwargs)
-    if backend == "vllm":
-        from reasoner.models.vllm_backend import VLLMPolicy
-
-        return VLLMPolicy(spec, step_format=step_format, **kwargs)
-    raise ReasonerError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
-
-
-def load_prm(spec: Any, backend: str = "hf", step_format: Any = None, **kwargs: Any) -> Any:
-    """A PRM object from 'embedded', a checkpoint path, 'equation-checker' (the model-free
-    reference verifier for arith-style chains), None (no PRM) or a built PRM."""
-    if spec is None or spec == "none":
-        return None
-    if not isinstance(spec, (str, Path)):
-        return spec
-    if backend not in BACKENDS:
-        raise ReasonerError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
-    from reasoner.models.checker_prm import CHECKER_SPEC, EquationCheckerPRM
-
-    if str(spec) == CHECKER_SPEC:
-        return EquationCheckerPRM()
-    from reasoner.models.evidence_prm import EvidencePRM, is_evidence_prm
-    from reasoner.models.resolve import resolve_model_path
-
-    if is_evidence_prm(resolve_model_path(spec, "prm")):
-        # its base is read token by token, which only the HF backend exposes; the shipped one is
-        # tiny, so it runs on HF beside a vLLM policy too (backend options do not apply to it)
-        return EvidencePRM(spec, step_format=step_format, **_evidence_options(kwargs, backend))
-    if backend == "hf":
-        from reasoner.models.hf_prm import HFPRM
-
-        return HFPRM(spec, step_format=step_format, **kwargs)
-    from reasoner.models.vllm_backend import VLLMPRM
-
-    return VLLMPRM(spec, step_format=step_format, **kwargs)
-
-
-def _evidence_options(options: dict[str, Any], backend: str) -> dict[str, Any]:
-    """The PRM options an EvidencePRM takes (all of them on HF; on vLLM, the common ones)."""
-    if backend == "hf":
-        return options
-    return {k: v for k, v in options.items() if k in ("dtype", "threads", "trust_remote_code")}
+__all__ = ["BACKENDS", "Reasoner", "load_policy", "load_prm"]
 
 
 class Reasoner:

@@ -2,45 +2,24 @@
 
 Built-in strategies are declared as entry points in pyproject.toml like any third party's, so the
 core never imports a strategy module by name. When the project runs from a source tree without
-being installed, modules of a top-level `strategies` package are scanned as a fallback.
+being installed, modules of a top-level `strategies` package are scanned as a fallback. The
+discovery itself is reasoner.plugins.PluginRegistry, shared with the PRM families.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from importlib.metadata import entry_points
 
+from reasoner.plugins import PluginRegistry
 from reasoner.search import Strategy
 from reasoner.types import ReasonerError
 
 ENTRY_POINT_GROUP = "reasoner.strategies"
-_REGISTRY: dict[str, type[Strategy]] = {}
-_discovered = False
 
 
-def register_strategy(cls: type[Strategy]) -> type[Strategy]:
-    """Class decorator: make a Strategy subclass available by its `name`."""
-    if not cls.name:
-        raise ReasonerError(f"{cls.__qualname__} has no `name`")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def _discover() -> None:
-    global _discovered
-    if _discovered:
-        return
-    _discovered = True
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            cls = ep.load()
-        except Exception as err:  # a broken third-party plugin must not break the others
-            import warnings
-
-            warnings.warn(f"strategy entry point {ep.name!r} failed to load: {err}", stacklevel=2)
-            continue
-        _REGISTRY.setdefault(ep.name, cls)
+def _scan_source_tree(registry: PluginRegistry[type[Strategy]]) -> None:
+    """Import every module of a top-level `strategies` package (each registers its strategy)."""
     try:
         package = importlib.import_module("strategies")
     except ImportError:
@@ -49,15 +28,24 @@ def _discover() -> None:
         importlib.import_module(f"strategies.{info.name}")
 
 
+STRATEGIES: PluginRegistry[type[Strategy]] = PluginRegistry(
+    ENTRY_POINT_GROUP, "strategy", fallback=_scan_source_tree
+)
+_REGISTRY = STRATEGIES.entries  # name -> Strategy subclass (tests patch it)
+
+
+def register_strategy(cls: type[Strategy]) -> type[Strategy]:
+    """Class decorator: make a Strategy subclass available by its `name`."""
+    if not cls.name:
+        raise ReasonerError(f"{cls.__qualname__} has no `name`")
+    return STRATEGIES.register(cls.name, cls)
+
+
 def available_strategies() -> list[str]:
-    _discover()
-    return sorted(_REGISTRY)
+    """The names of every registered strategy, sorted."""
+    return STRATEGIES.names()
 
 
 def get_strategy(name: str) -> type[Strategy]:
-    _discover()
-    if name not in _REGISTRY:
-        raise ReasonerError(
-            f"unknown strategy {name!r}; available: {', '.join(available_strategies())}"
-        )
-    return _REGISTRY[name]
+    """The Strategy subclass registered as `name`; an unknown name lists the available ones."""
+    return STRATEGIES.get(name)

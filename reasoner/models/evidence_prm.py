@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from reasoner.models.base import ScoreRequest
-from reasoner.models.kv_reuse import PrefixKVCache, encode_into_cache, extract, forward_cached
-from reasoner.models.resolve import load_causal_lm, load_step_format, load_tokenizer
+from reasoner.models.kv_reuse import PrefixKVCache, extract, forward_cached
+from reasoner.models.prefix_plan import Plan, PrefixPlanner
+from reasoner.models.resolve import load_hf_lm, resolve_model_path
 from reasoner.models.token_evidence import FEATURES, TokenRoles, chain_layout, evidence_rows
 from reasoner.step_format import StepFormat
 from reasoner.types import ReasonerError
@@ -62,8 +64,6 @@ def save_evidence_prm(
 ) -> Path:
     """Write evidence_prm.json and head.safetensors (fp32: the head is a few KB); `features` are
     the names of the head's inputs, in order (a subset of FEATURES)."""
-    from safetensors.torch import save_file
-
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     config = {
@@ -81,8 +81,6 @@ def save_evidence_prm(
 def load_evidence_head(directory: Path) -> tuple[EvidenceHead, dict[str, Any], list[int]]:
     """The head, its config and its input columns in a FEATURES row, with clear errors for a
     damaged or mismatched checkpoint."""
-    from safetensors.torch import load_file
-
     try:
         config = json.loads((directory / CONFIG_FILE).read_text())
     except json.JSONDecodeError as err:
@@ -124,17 +122,18 @@ class EvidenceFeatures:
         max_batch_tokens: int = 16384,
         trust_remote_code: bool = False,
         prefix_cache_mb: int = 1024,
+        threads: int | None = None,
     ):
-        from reasoner.models.resolve import resolve_model_path
-
-        path = resolve_model_path(base, "policy")
-        self.step_format = load_step_format(path, step_format)
-        self.tokenizer = load_tokenizer(path, trust_remote_code)
-        self.model = load_causal_lm(path, dtype, trust_remote_code)
+        lm = load_hf_lm(base, "policy", step_format, dtype, trust_remote_code, threads)
+        self.step_format = lm.step_format
+        self.tokenizer = lm.tokenizer
+        self.model = lm.model
+        self.pad_id = lm.pad_id
         self.roles = TokenRoles(self.tokenizer)
-        self.max_context = int(getattr(self.model.config, "max_position_embeddings", 4096))
+        self.max_context = lm.max_context
         self.max_batch_tokens = max_batch_tokens
         self.prefix_cache = PrefixKVCache(prefix_cache_mb * 2**20) if prefix_cache_mb > 0 else None
+        self.planner = PrefixPlanner(self.prefix_cache)
 
     def layout(self, request: ScoreRequest) -> tuple[list[int], list[tuple[int, int]]]:
         """Policy-side ids of the chain and each step's token span."""
@@ -149,8 +148,8 @@ class EvidenceFeatures:
         plans = [self._plan(ids, spans) for ids, spans in chains]
         tokens = self._encode_shared_prompts(chains, plans)
         if tokens:  # fresh chains now find their prompt cached
-            plans = [self._plan(*c) if p[0] == 0 else p for c, p in zip(chains, plans)]
-        order = sorted(range(len(chains)), key=lambda i: len(chains[i][0]) - plans[i][0])
+            plans = [self._plan(*c) if p.cut == 0 else p for c, p in zip(chains, plans)]
+        order = sorted(range(len(chains)), key=lambda i: len(chains[i][0]) - plans[i].cut)
         rows: list[list[list[float]]] = [[] for _ in chains]
         for batch in self._batches(order, chains):
             encoded = self._encode(
@@ -160,23 +159,18 @@ class EvidenceFeatures:
             )
             for i, values in zip(batch, encoded):
                 rows[i] = values
-            tokens += sum(len(chains[i][0]) - plans[i][0] for i in batch)
+            tokens += sum(len(chains[i][0]) - plans[i].cut for i in batch)
         return rows, tokens
 
-    def _encode_shared_prompts(self, chains: list, plans: list) -> int:
+    def _encode_shared_prompts(self, chains: list, plans: list[Plan]) -> int:
         """Encode once, and cache, a prompt that several chains with nothing cached start with
         (the N samples of best-of-N, the first-step candidates of a tree). Returns the tokens
         computed."""
-        if self.prefix_cache is None:
-            return 0
-        waiting: dict[tuple[int, ...], int] = {}
-        for (ids, spans), plan in zip(chains, plans):
-            if plan[0] == 0 and spans[0][0] > 1:
-                key = tuple(ids[: spans[0][0] - 1])
-                waiting[key] = waiting.get(key, 0) + 1
-        shared = [list(key) for key, count in waiting.items() if count >= 2]
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        return encode_into_cache(self.model, self.prefix_cache, shared, pad)
+        fresh = [
+            tuple(ids[: spans[0][0] - 1]) if plan.cut == 0 and spans[0][0] > 1 else None
+            for (ids, spans), plan in zip(chains, plans)
+        ]
+        return self.planner.encode(self.model, self.planner.shared(fresh), self.pad_id)
 
     def _batches(self, order: list[int], chains: list) -> list[list[int]]:
         """Consecutive chains of `order` in batches of at most max_batch_tokens padded tokens."""
@@ -192,32 +186,24 @@ class EvidenceFeatures:
             width = w
         return batches + ([current] if current else [])
 
-    def _plan(self, ids: list[int], spans: list[tuple[int, int]]) -> tuple[int, object, list]:
-        """(reused length, reused KV, reused rows): the longest cached prefix of the chain.
+    def _plan(self, ids: list[int], spans: list[tuple[int, int]]) -> Plan:
+        """The longest cached prefix of the chain, its KV and its rows.
 
         Cached are whole step prefixes (a parent chain, through its last step's text) and the
         prompt without its last token (whose logits predict the first step's first token)."""
-        if self.prefix_cache is None:
-            return 0, None, []
-        for j in range(len(spans) - 1, 0, -1):
-            entry = self.prefix_cache.get_entry(tuple(ids[: spans[j - 1][1]]))
-            if entry is not None:
-                return spans[j - 1][1], entry[0], list(entry[1])  # type: ignore[arg-type]
-        entry = self.prefix_cache.get_entry(tuple(ids[: spans[0][0] - 1]))
-        if entry is not None:
-            return spans[0][0] - 1, entry[0], []
-        return 0, None, []
+        cuts = [(spans[j - 1][1], True) for j in range(len(spans) - 1, 0, -1)]
+        return self.planner.plan(ids, cuts + [(spans[0][0] - 1, False)])
 
-    def _encode(self, batch: list, plans: list, texts: list) -> list[list[list[float]]]:
+    def _encode(self, batch: list, plans: list[Plan], texts: list) -> list[list[list[float]]]:
         """Feature rows of every step of a batch of chains, reusing planned prefixes."""
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        suffixes = [ids[cut:] for (ids, _), (cut, _, _) in zip(batch, plans)]
+        suffixes = [ids[plan.cut :] for (ids, _), plan in zip(batch, plans)]
         out, input_ids, mask, _ = forward_cached(
-            self.model, [p[1] for p in plans], suffixes, pad, self.prefix_cache is not None
+            self.model, [p.kv for p in plans], suffixes, self.pad_id, self.prefix_cache is not None
         )
         width = input_ids.shape[1]
         results = []
-        for b, ((ids, spans), (cut, _, known)) in enumerate(zip(batch, plans)):
+        for b, ((ids, spans), plan) in enumerate(zip(batch, plans)):
+            cut, known = plan.cut, plan.known
             # block column width - len(suffix) + t holds sequence position cut + t, whose logits
             # predict the token at cut + t + 1
             logp = torch.log_softmax(out.logits[b, width - len(suffixes[b]) : -1].float(), -1)
@@ -232,18 +218,10 @@ class EvidenceFeatures:
                 known,
             )
             if self.prefix_cache is not None:
-                kv = extract(out.past_key_values, b, mask[b])  # all of ids
                 keeps = [(spans[i][1], values[: i + 1]) for i in new]
                 if cut < spans[0][0] - 1:
                     keeps.append((spans[0][0] - 1, []))  # the prompt, for sibling first steps
-                for keep, payload in keeps:
-                    # the whole chain is stored as extracted; a shorter prefix needs its own copy
-                    part = (
-                        kv
-                        if keep == len(ids)
-                        else [(k[:, :keep].clone(), v[:, :keep].clone()) for k, v in kv]
-                    )
-                    self.prefix_cache.put(tuple(ids[:keep]), part, payload)
+                self.planner.store(ids, extract(out.past_key_values, b, mask[b]), keeps)
             results.append(values)
         return results
 
@@ -261,17 +239,13 @@ class EvidencePRM:
         threads: int | None = None,
         prefix_cache_mb: int = 1024,
     ):
-        from reasoner.models.resolve import resolve_model_path
-
-        if threads:
-            torch.set_num_threads(threads)
         self.path = resolve_model_path(model, "prm")
         self.head, self.config, self.columns = load_evidence_head(self.path)
         base = str(self.config["base"])
         if base != "embedded" and not Path(base).is_absolute():
             base = str(self.path / base)
         self.features = EvidenceFeatures(
-            base, step_format, dtype, max_batch_tokens, trust_remote_code, prefix_cache_mb
+            base, step_format, dtype, max_batch_tokens, trust_remote_code, prefix_cache_mb, threads
         )
         self.step_format = self.features.step_format
         self.num_parameters = sum(p.numel() for p in self.features.model.parameters()) + sum(
@@ -280,6 +254,7 @@ class EvidencePRM:
 
     @property
     def prefix_cache(self) -> PrefixKVCache | None:
+        """The base LM's prefix cache (None when off)."""
         return self.features.prefix_cache
 
     def clear_cache(self) -> None:

