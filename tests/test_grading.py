@@ -253,3 +253,39 @@ def test_many_threads_share_the_pool() -> None:
         t.join(timeout=60)
     assert out == [True] * len(pairs)
     assert grading._POOL.count <= grading.MAX_WORKERS
+
+
+def test_a_whole_solution_is_graded_by_its_final_answer() -> None:
+    solution = "Mia has 3 * 8 = 24 pens.\n\nShe has 24 - 5 = 19 pens left. The answer is 19."
+    assert grade(solution, "19")
+    assert not grade(solution, "24")
+    assert grade("19", "Natalia sold 48/2 = 24 clips.\n#### 19")  # GSM8K's answer field as gold
+    assert grade("So the answer is $\\frac{1}{2}$.", "0.5")
+
+
+def test_identical_answers_are_equal_at_any_length() -> None:
+    huge = "9" * 10_000
+    assert grade(huge, huge)
+    assert not grade(huge, huge[:-1] + "8")  # too long to parse symbolically: not equal
+
+
+def test_timeout_bounds_the_call_when_every_worker_is_busy() -> None:
+    grading.warm_up()
+    seconds: list[float] = []
+    lock = threading.Lock()
+
+    def hang() -> None:
+        t0 = time.monotonic()
+        assert grade(*HANG, timeout=1.0) is False
+        with lock:
+            seconds.append(time.monotonic() - t0)
+
+    threads = [threading.Thread(target=hang) for _ in range(5 * grading.MAX_WORKERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    # a waiting call gives up at its own deadline instead of queueing behind the hung ones; a
+    # replacement worker's start-up (importing math-verify) may add a few seconds on a busy box
+    assert max(seconds) < 6.0, seconds

@@ -14,10 +14,12 @@ import logging
 import os
 import re
 import threading
+import time
 from collections import OrderedDict
 from fractions import Fraction
 
 from reasoner.grading.answers import (
+    _ANSWER_IS_RE,
     _BOX_RE,
     MAX_SYMBOLIC_CHARS,
     _equality_key,
@@ -87,20 +89,42 @@ _cache: OrderedDict[tuple[str, str], bool] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
+def is_solution_text(text: str) -> bool:
+    """Whether `text` is a worked solution rather than a bare answer: several lines, an "answer
+    is" phrase or GSM8K's "####" (grading then compares the answer extracted from it)."""
+    return "\n" in text.strip() or "####" in text or _ANSWER_IS_RE.search(text) is not None
+
+
+def _as_answer(text: str) -> str | None:
+    """The answer to compare: a \\boxed{} inside wins; a whole solution gives its final answer."""
+    if _BOX_RE.search(text):
+        boxed = last_boxed(text)
+        if boxed is not None:
+            return boxed
+    if is_solution_text(text):
+        return extract_answer(text)
+    return text
+
+
 def grade(prediction: str | None, gold: str | None, timeout: float = DEFAULT_TIMEOUT) -> bool:
-    """Whether `prediction` (an extracted answer; a \\boxed{} inside it is honoured) is equivalent
-    to `gold`. Plain numbers are decided in-process; anything symbolic goes to math-verify in a
-    worker process limited to `timeout` seconds. A timeout or a parse failure grades False; the
-    only error raised is ReasonerError when no worker can start at all (math-verify missing)."""
+    """Whether `prediction` is equivalent to `gold`.
+
+    Each may be a bare answer or a whole solution (its \\boxed{} / "The answer is" / "####"
+    answer is compared). Identical answers are equal at any length; plain numbers are decided
+    in-process; anything symbolic goes to math-verify in a worker process, and `timeout` bounds
+    the whole call's wall time, waiting for a free worker included. A timeout or a parse failure
+    grades False; the only error raised is ReasonerError when no worker can start at all."""
+    deadline = time.monotonic() + max(0.01, float(timeout))
     if not isinstance(prediction, str) or not isinstance(gold, str):
         return False
     if not prediction.strip() or not gold.strip():
         return False
     try:
-        if _BOX_RE.search(prediction):
-            boxed = last_boxed(prediction)
-            if boxed is not None:
-                prediction = boxed
+        prediction, gold = _as_answer(prediction), _as_answer(gold)
+        if prediction is None or gold is None:
+            return False
+        if prediction.strip() == gold.strip():
+            return True  # identical answers, whatever their length
         if len(prediction) > MAX_SYMBOLIC_CHARS:
             return False  # not an answer but a runaway generation
         fast = _fast_grade(prediction, gold)
@@ -117,7 +141,7 @@ def grade(prediction: str | None, gold: str | None, timeout: float = DEFAULT_TIM
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-    result = _POOL.compare(p, g, timeout)
+    result = _POOL.compare(p, g, deadline)
     if result is None:  # timeout or worker failure: False, and not cached (may be load-related)
         return False
     with _cache_lock:

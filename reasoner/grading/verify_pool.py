@@ -47,6 +47,7 @@ class _Worker:
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.jobs = 0
         self.error: str | None = None
+        self.startup_seconds = 0.0  # set when the pool starts it for a call
 
     def start(self) -> bool:
         try:
@@ -153,7 +154,8 @@ class _Pool:
         if os.getpid() != self.pid:  # forked child: the parent's pipes are not ours
             self.idle, self.count, self.pid = [], 0, os.getpid()
 
-    def acquire(self) -> _Worker:
+    def acquire(self, deadline: float | None = None) -> _Worker | None:
+        """An idle or new worker; None when `deadline` (time.monotonic) passes first."""
         with self.cond:
             self._check_fork()
             while True:
@@ -163,10 +165,15 @@ class _Pool:
                     self.count += 1
                     break
                 # every busy worker finishes or is killed within its own deadline
-                self.cond.wait(1.0)
+                wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+                if wait <= 0:
+                    return None
+                self.cond.wait(wait)
                 self._check_fork()
         worker = _Worker()
+        started = time.monotonic()
         worker.start()
+        worker.startup_seconds = time.monotonic() - started
         return worker
 
     def release(self, worker: _Worker, broken: bool) -> None:
@@ -181,8 +188,20 @@ class _Pool:
                 self.idle.append(worker)
             self.cond.notify()
 
-    def compare(self, pred: str, gold: str, timeout: float) -> bool | None:
-        worker = self.acquire()
+    def compare(self, pred: str, gold: str, deadline: float) -> bool | None:
+        """math-verify's verdict, or None when `deadline` (time.monotonic) passes first: the wait
+        for a free worker counts, so a call never takes longer than its caller allowed (a
+        worker's one-off start-up, importing math-verify, does not)."""
+        worker = self.acquire(deadline)
+        if worker is None:
+            logger.warning(
+                "symbolic grading found no free worker before its deadline (%d workers busy; "
+                "set REASONER_GRADER_WORKERS to grade from more threads at once): %.80r vs %.80r",
+                self.max_workers,
+                pred,
+                gold,
+            )
+            return None
         if worker.proc is None:
             error = worker.error
             self.release(worker, broken=True)
@@ -192,13 +211,13 @@ class _Pool:
             raise ReasonerError(f"the math-verify grading worker is unavailable: {error}")
         result = None
         try:
-            result = worker.compare(pred, gold, max(0.01, float(timeout)))
+            deadline += worker.startup_seconds
+            worker.startup_seconds = 0.0
+            result = worker.compare(pred, gold, max(0.01, deadline - time.monotonic()))
         finally:
             self.release(worker, broken=result is None)
         if result is None:
-            logger.info(
-                "symbolic grading timed out after %.1fs: %.80r vs %.80r", timeout, pred, gold
-            )
+            logger.info("symbolic grading timed out: %.80r vs %.80r", pred, gold)
         return result
 
     def close(self) -> None:
