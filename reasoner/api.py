@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from reasoner.aggregation import check_aggregation
-from reasoner.controller import Controller, Limits
+from reasoner.controller import Controller, Limits, check_temperature
 from reasoner.models.base import BACKENDS
 from reasoner.models.loading import load_policy, load_prm
 from reasoner.registry import get_strategy
@@ -13,7 +14,7 @@ from reasoner.search import PRMUse, Strategy
 from reasoner.step_format import StepFormat
 from reasoner.types import Problem, ReasonerError, Solution
 
-__all__ = ["BACKENDS", "Reasoner", "load_policy", "load_prm"]
+__all__ = ["BACKENDS", "Reasoner", "as_problem", "load_policy", "load_prm"]
 
 
 class Reasoner:
@@ -51,45 +52,78 @@ class Reasoner:
             )
         if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
             raise ReasonerError(f"budget must be an integer >= 1, got {budget!r}")
-        if temperature < 0:
-            raise ReasonerError(f"temperature must be >= 0, got {temperature}")
+        limits = Limits(max_nodes=max_nodes, max_depth=max_depth or 1, max_seconds=max_seconds)
+        check_temperature(temperature)
         self.strategy = _build_strategy(strategy, strategy_options or {})
         self.strategy_name = self.strategy.name
         self.strategy.check_budget(budget)  # fail before any model is loaded
+        if self.strategy.uses_budget and budget > max_nodes:
+            raise ReasonerError(
+                f"budget N={budget} cannot fit in one search: strategy {self.strategy.name!r} "
+                f"keeps at least N nodes in its tree and max_nodes is {max_nodes}; lower the "
+                f"budget, or raise max_nodes if the machine can hold that many chains"
+            )
         self.budget = budget
         self.seed = seed
         self.aggregation = check_aggregation(aggregation)
         self.policy = load_policy(policy, backend, step_format, **(policy_options or {}))
         uses = self.strategy.prm is not PRMUse.UNUSED
         self.prm = load_prm(prm, backend, step_format, **(prm_options or {})) if uses else None
-        depth = max_depth or self.policy.step_format.max_steps
+        limits.max_depth = max_depth or self.policy.step_format.max_steps
         self.controller = Controller(
             self.policy,
             self.prm,
             seed=seed,
             temperature=temperature,
             aggregation=self.aggregation,
-            limits=Limits(max_nodes=max_nodes, max_depth=depth, max_seconds=max_seconds),
+            limits=limits,
         )
 
-    @staticmethod
-    def _as_problem(problem: str | Problem, index: int = 0) -> Problem:
-        if isinstance(problem, Problem):
-            return problem
-        if not isinstance(problem, str):
-            raise ReasonerError(
-                f"a problem must be a string or a Problem, got {type(problem).__name__}"
-            )
-        return Problem(text=problem, id=f"problem-{index}")
-
     def solve(self, problem: str | Problem) -> Solution:
-        """Search for one problem's answer. The gold answer, if any, is never shown to the search."""
-        return self.solve_batch([problem])[0]
+        """Search for one problem's answer. The gold answer, if any, is never shown to the search.
+
+        A problem that cannot be searched (empty, not text, longer than the context) raises."""
+        [solution] = self.solve_batch([problem])
+        if solution.error is not None:
+            raise ReasonerError(solution.error)
+        return solution
 
     def solve_batch(self, problems: list[str | Problem]) -> list[Solution]:
-        """Solve many problems at once; their searches advance in lockstep so model calls are large."""
-        visible = [self._as_problem(p, i).without_answer() for i, p in enumerate(problems)]
-        return self.controller.run(visible, self.strategy, self.budget)
+        """Solve many problems at once; their searches advance in lockstep so model calls are large.
+
+        One Solution per problem, in order; a problem that cannot be searched gets a Solution
+        with `error` set (and reason "error") while the others are solved."""
+        if isinstance(problems, (str, Problem)):
+            raise ReasonerError("solve_batch takes a list of problems; use solve() for one")
+        visible: list[Problem | None] = []
+        failures: dict[int, Solution] = {}
+        for i, problem in enumerate(problems):
+            try:
+                visible.append(as_problem(problem).without_answer())
+            except ReasonerError as err:
+                visible.append(None)
+                failures[i] = Solution.failed(_given_id(problem), self.strategy.name, str(err))
+        solved = iter(
+            self.controller.run([p for p in visible if p is not None], self.strategy, self.budget)
+        )
+        return [failures[i] if p is None else next(solved) for i, p in enumerate(visible)]
+
+
+def as_problem(problem: str | Problem) -> Problem:
+    """A Problem from a Problem or a string; a string's id comes from its text (never from its
+    position in a batch), so its seeds, and so its result, are the same alone or in any batch."""
+    if isinstance(problem, Problem):
+        return problem
+    if not isinstance(problem, str):
+        raise ReasonerError(
+            f"a problem must be a string or a Problem, got {type(problem).__name__}"
+        )
+    digest = hashlib.sha256(problem.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return Problem(text=problem, id=f"problem-{digest}")
+
+
+def _given_id(problem: Any) -> str:
+    return str(getattr(problem, "id", "")) if isinstance(problem, Problem) else ""
 
 
 def _build_strategy(strategy: str | Strategy, options: dict[str, Any]) -> Strategy:

@@ -7,6 +7,7 @@ the results back. It meters tokens, FLOPs and time per problem and enforces the 
 
 from __future__ import annotations
 
+import math
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -20,6 +21,14 @@ from reasoner.tree import Node, StepTree
 from reasoner.types import Problem, ReasonerError, Solution, Stats
 
 
+def check_temperature(value: Any, what: str = "temperature") -> float:
+    """A sampling temperature: a finite real number >= 0 (0 = greedy), else a clear error."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value < 0:
+        raise ReasonerError(f"{what} must be a finite number >= 0 (0 = greedy), got {value!r}")
+    return float(value)
+
+
 @dataclass
 class Limits:
     """Hard caps so a search always terminates."""
@@ -28,10 +37,20 @@ class Limits:
     max_depth: int = 12
     max_seconds: float = 600.0
 
+    def __post_init__(self) -> None:
+        for name in ("max_nodes", "max_depth"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ReasonerError(f"{name} must be an integer >= 1, got {value!r}")
+        seconds = self.max_seconds
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds >= 0:
+            raise ReasonerError(f"max_seconds must be a number >= 0, got {seconds!r}")
+
 
 @dataclass
 class _Run:
     problem: Problem
+    strategy_name: str = ""
     tree: StepTree | None = None
     search: Any = None
     pending: Any = None
@@ -56,7 +75,7 @@ class Controller:
         self.policy = policy
         self.prm = prm
         self.seed = seed
-        self.temperature = temperature
+        self.temperature = check_temperature(temperature)
         self.aggregation = aggregation
         self.limits = limits or Limits()
 
@@ -83,6 +102,7 @@ class Controller:
 
     def _start(self, run: _Run, strategy: Strategy, budget: int) -> None:
         run.started = time.perf_counter()
+        run.strategy_name = strategy.name
         try:
             prompt = self.policy.encode_prompt(run.problem.text)
         except ReasonerError as err:  # e.g. a prompt longer than the context: this problem only
@@ -97,7 +117,6 @@ class Controller:
             max_depth=self.limits.max_depth,
         )
         run.search = strategy.search(ctx)
-        run.strategy_name = strategy.name  # type: ignore[attr-defined]
         self._advance(run, None)
 
     def _advance(self, run: _Run, result: Any) -> None:
@@ -150,7 +169,11 @@ class Controller:
             ks = req.k if isinstance(req.k, list) else [req.k] * len(req.nodes)
             if len(ks) != len(req.nodes):
                 raise ReasonerError("a request's k list must have one entry per node")
-            temp = self.temperature if req.temperature is None else req.temperature
+            temp = self.temperature
+            if req.temperature is not None:
+                temp = check_temperature(
+                    req.temperature, f"strategy {run.strategy_name!r}: temperature"
+                )
             for node, k in zip(req.nodes, ks):
                 if k < 1:
                     raise ReasonerError(f"requested {k} samples; k must be >= 1")
@@ -288,7 +311,7 @@ class Controller:
             step_scores=step_scores,
             tree=tree,
             stats=stats,
-            strategy=getattr(run, "strategy_name", ""),
+            strategy=run.strategy_name,
             problem_id=run.problem.id,
             reason=reason,
             candidates=pick.candidates,

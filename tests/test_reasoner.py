@@ -93,3 +93,42 @@ def test_time_cap_still_returns_a_solution(models):
         toy_problems(1)[0]
     )
     assert sol.reason == "time-limit" and sol.answer is None and sol.steps == []
+
+
+def test_one_bad_item_does_not_sink_the_batch(models):
+    policy, prm = models
+    good = toy_problems(2, seed=9)
+    r = Reasoner(strategy="best_of_n", budget=2, policy=policy, prm=prm)
+    sols = r.solve_batch([good[0], "", 42, good[1]])
+    assert [s.reason for s in sols] == ["finished", "error", "error", "finished"]
+    assert "empty" in sols[1].error and "int" in sols[2].error
+    alone = r.solve_batch([good[0], good[1]])
+    assert [s.answer for s in alone] == [sols[0].answer, sols[3].answer]
+    assert [s.steps for s in alone] == [sols[0].steps, sols[3].steps]
+    with pytest.raises(ReasonerError, match="empty"):
+        r.solve("")
+
+
+def test_a_string_problem_gets_the_same_result_alone_or_anywhere_in_a_batch(models):
+    policy, prm = models
+    texts = [p.text for p in toy_problems(3, seed=11)]
+    r = Reasoner(strategy="majority", budget=3, policy=policy, seed=5)
+    alone = r.solve(texts[2])
+    batched = r.solve_batch(texts)[2]
+    assert (alone.steps, alone.answer) == (batched.steps, batched.answer)
+    assert alone.problem_id == batched.problem_id != r.solve(texts[0]).problem_id
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -0.5, "hot", True, None])
+def test_bad_temperature_is_refused_up_front(models, bad):
+    policy, _ = models
+    with pytest.raises(ReasonerError, match="temperature must be a finite number >= 0"):
+        Reasoner(strategy="majority", policy=policy, temperature=bad)
+
+
+def test_a_budget_the_tree_cannot_hold_is_refused_up_front():
+    # policy=None: the check comes before any model is loaded
+    with pytest.raises(ReasonerError, match=r"budget N=100000 cannot fit.*max_nodes is 4096"):
+        Reasoner(strategy="best_of_n", budget=100_000, policy=None)
+    with pytest.raises(ReasonerError, match="max_nodes must be an integer >= 1"):
+        Reasoner(strategy="greedy", max_nodes=0, policy=None)
