@@ -22,7 +22,8 @@ from reasoner.models.hf_prm import HFPRM
 from reasoner.models.resolve import load_tokenizer, resolve_model_path
 from reasoner.models.token_evidence import FEATURES, OPERAND, RESULT, WORD, TokenRoles
 from reasoner.synthetic import load_split
-from reasoner.training.prm_trainer import PRMTrainConfig, train_prm
+from reasoner.training.prm_config import EvidencePRMTrainConfig, PRMTrainConfig
+from reasoner.training.prm_trainer import train_prm
 from reasoner.training.records import LabeledSolution
 from reasoner.types import ReasonerError
 
@@ -176,8 +177,7 @@ def _records(n_problems: int) -> list[LabeledSolution]:
 
 def test_trainer_learns_the_slip_from_labels_and_resumes(tmp_path):
     records = _records(24)
-    cfg = PRMTrainConfig(
-        kind="evidence",
+    cfg = EvidencePRMTrainConfig(
         out_dir=str(tmp_path / "run"),
         label="er",
         eta=2.5,  # a float eta is accepted
@@ -210,10 +210,10 @@ def test_trainer_learns_the_slip_from_labels_and_resumes(tmp_path):
 
 def test_trainer_rejects_options_of_the_lm_kind_before_any_work(tmp_path):
     with pytest.raises(ReasonerError, match="kind must be one of lm, evidence"):
-        PRMTrainConfig(kind="tree")
+        PRMTrainConfig.from_dict({"kind": "tree"})
     with pytest.raises(ReasonerError, match="evidence_groups.*token, equation"):
-        PRMTrainConfig(kind="evidence", evidence_groups=["tokens"])
-    cfg = PRMTrainConfig(kind="evidence", extra_layers=2, out_dir=str(tmp_path / "x"))
-    with pytest.raises(ReasonerError, match="extra_layers.*kind 'lm' only"):
-        train_prm(cfg, records=_records(2), progress=False)
+        EvidencePRMTrainConfig(evidence_groups=["tokens"])
+    options = {"kind": "evidence", "extra_layers": 2, "out_dir": str(tmp_path / "x")}
+    with pytest.raises(ReasonerError, match="'extra_layers' is an option of kind 'lm'"):
+        PRMTrainConfig.from_dict(options)
     assert not (tmp_path / "x").exists()

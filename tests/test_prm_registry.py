@@ -19,10 +19,12 @@ from reasoner.models.evidence_prm import EvidencePRM
 from reasoner.models.loading import (
     PRM_FAMILIES,
     available_prm_families,
+    prm_checkpoint_dir,
     register_prm_family,
     resolve_prm_spec,
 )
-from reasoner.models.prm_families import BUILTIN_FAMILIES, LMFamily
+from reasoner.models.prm_families import BUILTIN_FAMILIES, EvidenceFamily, LMFamily
+from reasoner.models.resolve import embedded_dir
 from reasoner.types import ReasonerError
 
 PLUGIN = '''
@@ -152,7 +154,11 @@ def test_specs_accepted_before_still_load():
     assert isinstance(load_prm("equation-checker"), EquationCheckerPRM)
     assert isinstance(load_prm("embedded", threads=1), EvidencePRM)
     assert resolve_prm_spec("embedded-lm") == (LMFamily, "embedded-lm")
-    assert resolve_prm_spec("lm") == (LMFamily, None)
+    assert resolve_prm_spec("lm") == (LMFamily, "embedded-lm")  # the family's default
+    assert resolve_prm_spec("evidence") == (EvidenceFamily, "embedded")
+    assert resolve_prm_spec("evidence:/ckpt") == (EvidenceFamily, "/ckpt")
+    assert prm_checkpoint_dir("evidence") == prm_checkpoint_dir("embedded") == embedded_dir("prm")
+    assert prm_checkpoint_dir("equation-checker") is None
     with pytest.raises(ReasonerError, match="unknown backend 'tpu'"):
         load_prm("equation-checker", backend="tpu")
     with pytest.raises(ReasonerError, match="model-free"):

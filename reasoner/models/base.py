@@ -109,7 +109,8 @@ class PRMFamily(ABC):
     evidence, lm) are registered the same way (reasoner.models.prm_families).
 
     PRM specs (`load_prm(spec, ...)`, `Reasoner(prm=...)`, a suite's `prms`):
-    - "NAME": family NAME's default PRM, `load(None, ...)`;
+    - "NAME": family NAME's default PRM, `load(default, ...)` (its `default` checkpoint spec,
+      None when it has none);
     - "NAME:PATH": family NAME's PRM at PATH, `load("PATH", ...)`;
     - "embedded", "embedded-lm" or a checkpoint directory: the family whose `detect(path)` is
       true (an error if several are), else the "lm" family (a causal LM read at step tags);
@@ -121,6 +122,7 @@ class PRMFamily(ABC):
     """
 
     name: ClassVar[str] = ""
+    default: ClassVar[str | None] = None  # the checkpoint spec "NAME" alone stands for
 
     @classmethod
     def detect(cls, path: Path) -> bool:
@@ -132,5 +134,6 @@ class PRMFamily(ABC):
     def load(
         cls, path: str | None, backend: str, step_format: Any, **options: Any
     ) -> ProcessRewardModel:
-        """The PRM at `path` (None: the family's default) for `backend` ("hf" or "vllm"), with
-        `step_format` (None: the checkpoint's) and the user's PRM options."""
+        """The PRM at `path` (a checkpoint spec, or None for a family without a default) for
+        `backend` ("hf" or "vllm"), with `step_format` (None: the checkpoint's) and the user's
+        PRM options."""

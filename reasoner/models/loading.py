@@ -70,7 +70,8 @@ def resolve_prm_spec(spec: str | Path) -> tuple[type[PRMFamily], str | None]:
     if isinstance(spec, str) and text not in RESERVED_PRM_SPECS:
         name, sep, rest = text.partition(":")
         if name in PRM_FAMILIES:
-            return PRM_FAMILIES.get(name), (rest or None) if sep else None
+            family = PRM_FAMILIES.get(name)
+            return family, (rest or None) if sep else family.default
     try:
         path = locate_model_path(spec, "prm")
     except ReasonerError as err:
@@ -91,6 +92,13 @@ def resolve_prm_spec(spec: str | Path) -> tuple[type[PRMFamily], str | None]:
             f"(e.g. '{claimed[0].name}:{text}')"
         )
     return (claimed[0] if claimed else PRM_FAMILIES.get(DEFAULT_PRM_FAMILY)), text
+
+
+def prm_checkpoint_dir(spec: str | Path) -> Path | None:
+    """The checkpoint directory a PRM spec loads (None: a model-free family, or one without a
+    default named alone), e.g. to fingerprint it; a missing path is a clear error."""
+    _, path = resolve_prm_spec(spec)
+    return locate_model_path(path, "prm") if path else None
 
 
 def load_policy(spec: Any, backend: str = "hf", step_format: Any = None, **kwargs: Any) -> Any:

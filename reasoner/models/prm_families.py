@@ -42,6 +42,7 @@ class EvidenceFamily(PRMFamily):
     holding evidence_prm.json; the default is the shipped one, "embedded")."""
 
     name = "evidence"
+    default = "embedded"
 
     @classmethod
     def detect(cls, path: Path) -> bool:
@@ -57,7 +58,7 @@ class EvidenceFamily(PRMFamily):
         apply to it)."""
         if backend != "hf":
             options = {k: v for k, v in options.items() if k in EVIDENCE_OPTIONS_ON_VLLM}
-        return EvidencePRM(path or "embedded", step_format=step_format, **options)
+        return EvidencePRM(path or cls.default, step_format=step_format, **options)
 
 
 class LMFamily(PRMFamily):
@@ -66,6 +67,7 @@ class LMFamily(PRMFamily):
     "embedded-lm"."""
 
     name = "lm"
+    default = EMBEDDED_LM_PRM
 
     @classmethod
     def load(
@@ -73,7 +75,7 @@ class LMFamily(PRMFamily):
     ) -> ProcessRewardModel:
         """HFPRM or VLLMPRM (by backend) at `path`, else the shipped LM ER-PRM."""
         check_backend(backend)
-        spec = path or EMBEDDED_LM_PRM
+        spec = path or cls.default
         if backend == "vllm":
             return VLLMPRM(spec, step_format=step_format, **options)
         return HFPRM(spec, step_format=step_format, **options)
