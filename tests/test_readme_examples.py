@@ -34,3 +34,19 @@ def test_adding_a_strategy_example_runs(trained_ckpt, tiny_ckpt):
         shortest(min_steps=0)
     with pytest.raises(ReasonerError, match="strategy_options apply to a strategy given by name"):
         Reasoner(strategy=shortest(), strategy_options={"min_steps": 2}, policy=str(trained_ckpt))
+
+
+def test_adding_a_prm_family_example_runs(trained_ckpt, monkeypatch):
+    from reasoner.models import loading
+    from reasoner.models.base import ScoreRequest
+
+    namespace: dict = {}
+    exec(_python_block("## Adding a PRM family"), namespace)
+    monkeypatch.setitem(loading.PRM_FAMILIES.entries, "short-steps", namespace["ShortSteps"])
+    prm = loading.load_prm("short-steps")
+    assert prm.score([ScoreRequest("p", ["one two", "one"])])[0] == [[1 / 3, 1 / 2]]
+    sol = Reasoner(
+        strategy="best_of_n", budget=3, policy=str(trained_ckpt), prm="short-steps"
+    ).solve("Ann has 3 bags with 4 apples each. How many apples does she have?")
+    assert sol.steps
+    assert sol.step_scores == [1.0 / (1 + len(step.split())) for step in sol.steps]
