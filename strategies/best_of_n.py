@@ -7,27 +7,13 @@ none did, all do.
 from __future__ import annotations
 
 from reasoner.registry import register_strategy
-from reasoner.search import (
-    PRMUse,
-    Rollout,
-    Score,
-    Search,
-    SearchContext,
-    Strategy,
-    best_pick,
-    majority_pick,
-)
+from reasoner.search import Pick, SampleThenSelect, SearchContext, best_pick
+from reasoner.tree import Node
 
 
 @register_strategy
-class BestOfN(Strategy):
+class BestOfN(SampleThenSelect):
     name = "best_of_n"
-    prm = PRMUse.OPTIONAL
-    replayable = True
 
-    def search(self, ctx: SearchContext) -> Search:
-        [leaves] = yield Rollout([ctx.tree.root], k=ctx.budget)
-        if not ctx.has_prm:
-            return majority_pick(leaves)
-        yield Score(leaves)
+    def select(self, ctx: SearchContext, leaves: list[Node]) -> Pick:
         return best_pick(ctx, leaves)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from reasoner.registry import register_strategy
-from reasoner.search import PRMUse, Rollout, Search, SearchContext, Strategy, majority_pick
+from reasoner.search import Pick, PRMUse, SampleThenSelect, SearchContext, majority_pick
+from reasoner.tree import Node
 
 
 @register_strategy
-class Majority(Strategy):
+class Majority(SampleThenSelect):
     name = "majority"
     prm = PRMUse.UNUSED
-    replayable = True
 
-    def search(self, ctx: SearchContext) -> Search:
-        [leaves] = yield Rollout([ctx.tree.root], k=ctx.budget)
+    def select(self, ctx: SearchContext, leaves: list[Node]) -> Pick:
         return majority_pick(leaves)

@@ -12,27 +12,13 @@ Budget: N = the number of complete solutions' worth of policy generation = N sam
 from __future__ import annotations
 
 from reasoner.registry import register_strategy
-from reasoner.search import (
-    PRMUse,
-    Rollout,
-    Score,
-    Search,
-    SearchContext,
-    Strategy,
-    majority_pick,
-    weighted_pick,
-)
+from reasoner.search import Pick, SampleThenSelect, SearchContext, weighted_pick
+from reasoner.tree import Node
 
 
 @register_strategy
-class WeightedBestOfN(Strategy):
+class WeightedBestOfN(SampleThenSelect):
     name = "weighted_best_of_n"
-    prm = PRMUse.OPTIONAL
-    replayable = True
 
-    def search(self, ctx: SearchContext) -> Search:
-        [leaves] = yield Rollout([ctx.tree.root], k=ctx.budget)
-        if not ctx.has_prm:
-            return majority_pick(leaves)
-        yield Score(leaves)
+    def select(self, ctx: SearchContext, leaves: list[Node]) -> Pick:
         return weighted_pick(ctx, leaves)

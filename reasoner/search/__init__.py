@@ -7,6 +7,7 @@ model, so the controller can batch every search's requests into single model cal
 strategies use.
 """
 
+from reasoner.search.families import SampleThenSelect
 from reasoner.search.helpers import (
     chain_tokens,
     check_choice,
@@ -35,6 +36,7 @@ __all__ = [
     "Pick",
     "Request",
     "Rollout",
+    "SampleThenSelect",
     "Score",
     "Search",
     "SearchContext",
