@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from reasoner.aggregation import check_aggregation
-from reasoner.config_io import SET_NONE, Config, did_you_mean, read_toml
+from reasoner.config_io import SET_NONE, Config, check_min, did_you_mean, read_toml
 from reasoner.registry import available_strategies, get_strategy
 from reasoner.step_format import get_step_format
 from reasoner.types import ReasonerError
@@ -125,8 +125,7 @@ class BenchConfig(Config):
             raise ReasonerError(f"offset must be >= 0, got {self.offset}")
         if self.batch_size < 1:
             raise ReasonerError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.temperature < 0:
-            raise ReasonerError(f"temperature must be >= 0, got {self.temperature}")
+        check_min(self, "temperature", 0.0)
         if self.backend not in ("hf", "vllm"):
             raise ReasonerError(f"unknown backend {self.backend!r}; valid: hf, vllm")
         if self.max_nodes < 1 or self.max_seconds_per_problem <= 0:

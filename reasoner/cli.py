@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from reasoner.config_io import SET_NONE, Config
-from reasoner.types import ReasonerError
+from reasoner.plugins import import_sibling
+from reasoner.types import Problem, ReasonerError
 
 C = TypeVar("C", bound=Config)
 
@@ -30,6 +33,33 @@ def _csv(kind: type = str) -> Any:
             raise argparse.ArgumentTypeError(f"bad comma-separated list {text!r}: {err}") from err
 
     return parse
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one-line errors: `reasoner: error: solve: ...` (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("reasoner").strip()
+        where = f"{command}: " if command else ""
+        help_hint = f"`{self.prog} --help`"
+        self.exit(2, f"reasoner: error: {where}{message} (see {help_hint})\n")
+
+
+def problem_text(text: str) -> str:
+    """The problem given on the command line, checked before any model loads: bytes that are not
+    UTF-8 (Python passes them on as lone surrogates) and an empty text are refused."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raw = os.fsencode(text)  # the bytes as given
+        try:
+            raw.decode("utf-8")
+            detail = f"character {err.start} is a lone surrogate"
+        except UnicodeDecodeError as bad:
+            detail = f"byte {raw[bad.start]:#04x} at offset {bad.start}"
+        raise ReasonerError(f"the problem is not valid UTF-8 text ({detail})") from None
+    Problem(text=text)  # the same checks as the API's (an empty text says so)
+    return text
 
 
 def parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, Any]:
@@ -89,6 +119,7 @@ def print_tree(tree) -> None:
 
 def cmd_solve(args: argparse.Namespace) -> int:
     """One problem: print the chosen chain, its step scores and what it cost."""
+    problem = problem_text(args.problem)  # before torch is even imported
     from reasoner.api import Reasoner
 
     reasoner = Reasoner(
@@ -102,7 +133,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         aggregation=args.aggregation,
         strategy_options=parse_pairs(args.option, "--option"),
     )
-    sol = reasoner.solve(args.problem)
+    sol = reasoner.solve(problem)
     if args.json:
         print(sol.to_json(include_tree=args.tree))
         return 0
@@ -123,6 +154,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """A benchmark suite with flag overrides: run (or resume) it, print the table."""
+    import_sibling("benchmarks")  # the project's, not a benchmarks/ folder in the working dir
     from benchmarks.bench.run import run_bench
     from benchmarks.config import load_config
     from benchmarks.report import terminal_table
@@ -132,11 +164,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             f"two suites given ({args.config!r} and --suite {args.suite!r}); give one"
         )
     overrides = flag_overrides(args, BENCH_FLAGS, args.set)
-    try:
-        cfg = load_config(args.config or args.suite, overrides)
-        data = run_bench(cfg, argv=["reasoner", *sys.argv[1:]], progress=not args.quiet)
-    except OSError as err:  # an unwritable output dir, a vanished file: an error, not a traceback
-        raise ReasonerError(f"{type(err).__name__}: {err}") from err
+    cfg = load_config(args.config or args.suite, overrides)
+    data = run_bench(cfg, argv=["reasoner", *sys.argv[1:]], progress=not args.quiet)
     out = Path(cfg.out_dir)
     print(f"\n{cfg.name}: {cfg.dataset} {cfg.split}, {data['meta']['problems']['used']} problems")
     print(terminal_table(data["cells"]))
@@ -150,6 +179,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(
         f"\nresults: {out / 'results.jsonl'}\nsummary: {out / 'summary.md'}\nplot:    {out / 'accuracy.png'}"
     )
+    if data["errors"] and data["errors"] >= sum(c["n"] for c in data["cells"]):
+        raise ReasonerError(
+            f"every row of this run recorded an error, so nothing was measured (the errors are "
+            f"listed in {out / 'summary.md'}; fix the cause, then rerun with --retry-errors)"
+        )
     return 0
 
 
@@ -203,6 +237,7 @@ def cmd_eval_prm(args: argparse.Namespace) -> int:
     )
     from reasoner.synthetic import load_split
 
+    check_eval_args(args)
     prm = load_prm(args.prm)
     report: dict = {"prm": args.prm, "threshold": args.threshold}
     if args.suite == "arith":
@@ -228,6 +263,16 @@ def cmd_eval_prm(args: argparse.Namespace) -> int:
         Path(args.out).write_text(text)
     print(text)
     return 0
+
+
+def check_eval_args(args: argparse.Namespace) -> None:
+    """eval-prm's numbers, before any model loads: counts >= 1, a threshold in [0, 1]."""
+    if args.samples < 1:
+        raise ReasonerError(f"eval-prm: --samples must be >= 1, got {args.samples}")
+    if args.limit is not None and args.limit < 1:
+        raise ReasonerError(f"eval-prm: --limit must be >= 1, got {args.limit}")
+    if not (math.isfinite(args.threshold) and 0.0 <= args.threshold <= 1.0):
+        raise ReasonerError(f"eval-prm: --threshold must be in [0, 1], got {args.threshold}")
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
@@ -260,7 +305,7 @@ TRAIN_PRM_FLAGS = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="reasoner", description=__doc__)
+    parser = Parser(prog="reasoner", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("solve", help="solve one problem and print the chosen chain")
@@ -424,7 +469,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; a ReasonerError prints one `reasoner: error:` line (exit 2)."""
+    """Run the command line. Bad input (a ReasonerError, a bad flag) and a refusal of the system
+    (disk full, no permission) print one `reasoner: error:` line and exit 2; Ctrl-C exits 130;
+    exit 1 is left to Python's own traceback, i.e. a bug."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:  # a path given in undecodable bytes prints as given
+        reconfigure(errors="surrogateescape")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -438,6 +488,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
+    except BrokenPipeError:  # `reasoner strategies | head -1`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as err:  # an unwritable output dir, a full disk, a vanished file
+        print(f"reasoner: error: {type(err).__name__}: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import math
 import os
 import types
 import typing
@@ -32,6 +33,7 @@ __all__ = [
     "ConfigTypeError",
     "build_config",
     "check_keys",
+    "check_min",
     "check_types",
     "check_value",
     "describe",
@@ -102,9 +104,31 @@ def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
     if not path.is_file():
         raise ReasonerError(f"{what} {path} does not exist")
     try:
-        return tomllib.loads(path.read_text())
+        text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark is fine
+    except OSError as err:
+        raise ReasonerError(f"cannot read {what} {path}: {err}") from err
+    except UnicodeDecodeError as err:
+        raise ReasonerError(
+            f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); TOML files are UTF-8"
+        ) from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ReasonerError(f"{path}: invalid TOML: {err}") from err
+
+
+def check_min(
+    cfg: Any, key: str, low: float, strict: bool = False, prefix: str = "", finite: bool = True
+) -> None:
+    """A ReasonerError naming `key` unless cfg.<key> >= low (> low when `strict`), and finite
+    unless `finite` is False: for validate(), e.g. check_min(self, "steps", 1)."""
+    value = getattr(cfg, key)
+    if value is None:
+        return
+    bad = value <= low if strict else value < low
+    if bad or (finite and not math.isfinite(value)):
+        need = f"{'>' if strict else '>='} {low}" + (" and finite" if finite else "")
+        raise ReasonerError(f"{prefix}{key} must be {need}, got {value!r}")
 
 
 def did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
@@ -173,8 +197,10 @@ def check_value(value: Any, annotation: Any, key: str) -> Any:
     ok, out = _match(value, annotation, key)
     if not ok:
         top = key.split(".", 1)[0]
+        nan = " (NaN is no value)" if isinstance(value, float) and value != value else ""
         raise ConfigTypeError(
-            top, f"{key} must be {describe(annotation)} ({_spell(annotation)}), got {value!r}"
+            top,
+            f"{key} must be {describe(annotation)} ({_spell(annotation)}), got {value!r}{nan}",
         )
     return out
 
@@ -203,8 +229,9 @@ def _match(value: Any, ann: Any, key: str) -> tuple[bool, Any]:
         return isinstance(value, bool), value
     if ann is int:
         return isinstance(value, int) and not isinstance(value, bool), value
-    if ann is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool), value
+    if ann is float:  # NaN is no setting of anything: refused here, once for every config
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok and value == value, value
     if ann is str:
         if isinstance(value, os.PathLike):
             return True, os.fspath(value)

@@ -163,8 +163,8 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for each non-blank line; bad lines raise ReasonerError."""
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
-            try:
-                line = raw.decode("utf-8")
+            try:  # a byte-order mark before the first record is fine
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as exc:
                 raise ReasonerError(
                     f"{path} line {lineno}: not valid UTF-8 ({exc.reason} at byte {exc.start}); "
@@ -197,7 +197,20 @@ def _field(
         raise ReasonerError(f"{where}: field {key!r} must be a string, got {type(value).__name__}")
     if kind is str and not allow_empty and not value.strip():
         raise ReasonerError(f"{where}: field {key!r} is empty")
+    if kind is str:
+        _check_unicode(value, where, repr(key))
     return value
+
+
+def _check_unicode(text: str, where: str, what: str) -> None:
+    """A lone surrogate (JSON "\ud800") cannot be tokenized or written back: an error here."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ReasonerError(
+            f"{where}: field {what} is not valid Unicode text (a lone surrogate at character "
+            f"{exc.start})"
+        ) from None
 
 
 def _level(value: Any) -> int | None:
@@ -263,6 +276,8 @@ def _processbench_item(record: Any, where: str, subset: str) -> ProcessBenchItem
     steps = _field(record, "steps", where, kind=list)
     if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
         raise ReasonerError(f"{where}: field 'steps' must be a list of strings")
+    for i, step in enumerate(steps):
+        _check_unicode(step, where, f"'steps' item {i}")
     label = _field(record, "label", where, kind=int)
     if isinstance(label, bool) or not isinstance(label, int) or not -1 <= label < len(steps):
         raise ReasonerError(
@@ -361,8 +376,12 @@ def load_processbench(
     path = root / rel if root is not None else None
     if path is not None and path.is_file():
         try:
-            with open(path, encoding="utf-8") as fh:
+            with open(path, encoding="utf-8-sig") as fh:  # a byte-order mark is fine
                 data = json.load(fh)
+        except UnicodeDecodeError as exc:
+            raise ReasonerError(
+                f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start}); field: <whole file>"
+            ) from None
         except json.JSONDecodeError as exc:
             raise ReasonerError(
                 f"{path} line {exc.lineno}: malformed JSON ({exc.msg} at column {exc.colno}); "

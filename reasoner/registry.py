@@ -1,9 +1,10 @@
 """Strategy registry: strategies are found by name through the `reasoner.strategies` entry points.
 
 Built-in strategies are declared as entry points in pyproject.toml like any third party's, so the
-core never imports a strategy module by name. When the project runs from a source tree without
-being installed, modules of a top-level `strategies` package are scanned as a fallback. The
-discovery itself is reasoner.plugins.PluginRegistry, shared with the PRM families.
+core never imports a strategy module by name. Only when the project runs from a source tree
+without being installed (no entry point of its own), the modules of the `strategies` package
+beside `reasoner` (never one in the working directory) are scanned as a fallback. The discovery
+itself is reasoner.plugins.PluginRegistry, shared with the PRM families.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from reasoner.plugins import PluginRegistry
+from reasoner.plugins import PluginRegistry, import_sibling
 from reasoner.search import Strategy
 from reasoner.types import ReasonerError
 
@@ -19,10 +20,10 @@ ENTRY_POINT_GROUP = "reasoner.strategies"
 
 
 def _scan_source_tree(registry: PluginRegistry[type[Strategy]]) -> None:
-    """Import every module of a top-level `strategies` package (each registers its strategy)."""
-    try:
-        package = importlib.import_module("strategies")
-    except ImportError:
+    """Import every module of the `strategies` package beside `reasoner` (each registers its
+    strategy); nothing when there is none."""
+    package = import_sibling("strategies")
+    if package is None:
         return
     for info in pkgutil.iter_modules(package.__path__):
         importlib.import_module(f"strategies.{info.name}")

@@ -152,8 +152,13 @@ def test_resume_keys_latest_row_and_retry_errors(tmp_path):
     assert latest[key].answer == "x" and len(latest) == 2  # the row written later wins
     assert finished_keys(rows[:2], retry_errors=True) == {("another", key[1])}
     assert len(finished_keys(rows[:2], retry_errors=False)) == 2
-    path.write_text(json.dumps({"problem_id": "p"}) + "\n")
-    with pytest.raises(ReasonerError, match="row 1 is not a result row"):
+    path.write_text("\n" + json.dumps({"problem_id": "p"}) + "\n")  # the file's line 2
+    with pytest.raises(
+        ReasonerError, match=r"results.jsonl:2: not a result row \(missing key 'dataset'\)"
+    ):
+        read_results(path)
+    path.write_text(json.dumps({**base, "budget": "four"}) + "\n")
+    with pytest.raises(ReasonerError, match=r"results.jsonl:1: .*budget must be an int"):
         read_results(path)
 
 

@@ -2,6 +2,7 @@
 
 import json
 import math
+import warnings
 
 import pytest
 from conftest import toy_problems
@@ -176,3 +177,31 @@ def test_bad_recipe_options_fail_before_training(tiny_ckpt, tmp_path, changes, m
         setattr(cfg, key, value)
     with pytest.raises(ReasonerError, match=match):
         train_prm(cfg, records=learnable_records(8), progress=False)
+
+
+def test_a_kill_between_the_records_of_a_problem_resumes_to_the_uninterrupted_file(
+    policy, tmp_path
+):
+    """kill -9 at any byte of the labels file (between two records of one problem, mid-line,
+    between problems), then rerun: the file ends byte for byte as an uninterrupted run's."""
+    problems = toy_problems(4, seed=13)
+
+    def config(name: str) -> LabelConfig:
+        return LabelConfig(
+            out=str(tmp_path / name), samples=3, rollouts=2, problems=4, chunk=2, suite="toy"
+        )
+
+    run_labeling(config("full.jsonl"), policy=policy, problems=problems, progress=False)
+    full = (tmp_path / "full.jsonl").read_bytes()
+    ids = [json.loads(line)["problem_id"] for line in full.splitlines()]
+    assert len(ids) > len(set(ids)) >= 3  # problems with several records each
+    ends = [i + 1 for i, byte in enumerate(full) if byte == ord("\n")]
+    # every line boundary (the first record of a problem alone on disk among them) and a torn line
+    cuts = [0, *ends[:-1], ends[1] + 7]
+    for cut in cuts:
+        torn = tmp_path / "torn.jsonl"
+        torn.write_bytes(full[:cut])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # "removing a truncated last line"
+            run_labeling(config("torn.jsonl"), policy=policy, problems=problems, progress=False)
+        assert torn.read_bytes() == full, f"resumed after a cut at byte {cut}"

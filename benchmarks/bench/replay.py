@@ -19,6 +19,7 @@ from typing import Any
 from benchmarks.bench.grid import Cell, is_replayed
 from benchmarks.bench.rows import written_reason
 from benchmarks.config import BenchConfig
+from reasoner.config_io import check_types
 from reasoner.controller import Controller, Limits
 from reasoner.models.base import (
     Continuation,
@@ -134,7 +135,8 @@ class SampleRow:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SampleRow:
-        return cls(
+        """A stored sampling run; KeyError for a missing key, ReasonerError for a bad value."""
+        row = cls(
             problem_id=data["problem_id"],
             prm=data["prm"],
             seed=data["seed"],
@@ -147,6 +149,9 @@ class SampleRow:
             step_format=data["step_format"],
             tree=data.get("tree"),
         )
+        check_types(row)
+        check_types(row.stats)
+        return row
 
 
 class ReplayPolicy:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from benchmarks.bench.replay import SampleRow
 from benchmarks.bench.rows import ResultRow
 from benchmarks.config import COMPAT_FIELDS, BenchConfig
-from reasoner.jsonl import read_jsonl
+from reasoner.jsonl import iter_jsonl
 from reasoner.types import ReasonerError
+
+T = TypeVar("T")
 
 RESULTS = "results.jsonl"  # one ResultRow per line
 SAMPLES = "samples.jsonl"  # the sampling runs replayed cells come from (see replay.py)
@@ -26,17 +29,32 @@ HISTORY_KEYS = ("command", "started", "git_commit")
 
 
 def read_results(path: Path) -> list[ResultRow]:
-    """Every row of a results file (none when it does not exist; a torn last line is skipped)."""
-    rows = []
-    for i, data in enumerate(read_jsonl(path, "result row")):
-        try:
-            rows.append(ResultRow.from_dict(data))
-        except (KeyError, TypeError) as err:
-            raise ReasonerError(
-                f"{path}: row {i + 1} is not a result row (missing {err}); delete that line "
-                f"(or the file) and rerun"
-            ) from err
-    return rows
+    """Every row of a results file (none when it does not exist; a torn last line is skipped);
+    a row that is not a result row is an error naming the file, the line and the key."""
+    lines = list(iter_jsonl(path, "result row"))  # a corrupt line is named before a bad row
+    return [_row(path, n, data, ResultRow.from_dict) for n, data in lines]
+
+
+def read_samples(path: Path) -> list[SampleRow]:
+    """Every sampling run stored in a samples file, checked like `read_results`."""
+    lines = list(iter_jsonl(path, "sample row"))
+    return [_row(path, n, data, SampleRow.from_dict) for n, data in lines]
+
+
+def _row(path: Path, line: int, data: dict[str, Any], build: Callable[[dict[str, Any]], T]) -> T:
+    """`build(data)`, or an error naming the file, the line and the missing or bad key."""
+    try:
+        return build(data)
+    except KeyError as err:
+        problem = f"missing key {err}"
+    except ReasonerError as err:
+        problem = str(err)
+    except (TypeError, ValueError) as err:
+        problem = f"{type(err).__name__}: {err}"
+    raise ReasonerError(
+        f"{path}:{line}: not a {'sample' if build is SampleRow.from_dict else 'result'} row "
+        f"({problem}); delete that line (or the file) and rerun"
+    )
 
 
 def latest_rows(rows: Iterable[ResultRow]) -> dict[tuple[str, str], ResultRow]:
@@ -85,20 +103,39 @@ def check_compatible(old: dict[str, Any], new: dict[str, Any], out: Path) -> Non
         )
 
 
+def read_run_json(path: Path) -> dict[str, Any]:
+    """A run's run.json, or an error naming it: not readable, not UTF-8 JSON, not an object."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except (OSError, ValueError) as err:  # ValueError: bad UTF-8 or bad JSON
+        raise ReasonerError(
+            f"{path} is not valid JSON ({err}); delete {path.parent} to start over"
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("config", {}), dict):
+        raise ReasonerError(
+            f"{path} is not a run record (a JSON object with a config table); delete "
+            f"{path.parent} to start over"
+        )
+    return data
+
+
 def prepare_out_dir(cfg: BenchConfig, meta: dict[str, Any]) -> Path:
     """Create the output dir, or check an existing run there is compatible; write run.json
     (with the history of every invocation that added to it)."""
     out = Path(cfg.out_dir)
     meta_path = out / RUN_JSON
     if meta_path.exists():
+        old = read_run_json(meta_path)
         try:
-            old = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as err:
+            check_compatible(old, meta, out)
+        except (AttributeError, KeyError, TypeError) as err:  # a run.json edited by hand
             raise ReasonerError(
-                f"{meta_path} is not valid JSON ({err}); delete {out} to start over"
-            ) from err
-        check_compatible(old, meta, out)
+                f"{meta_path} is not a run record ({type(err).__name__}: {err}); delete {out} "
+                "to start over"
+            ) from None
         history = old.get("history") or [{k: old.get(k) for k in HISTORY_KEYS}]
+        if not isinstance(history, list):
+            raise ReasonerError(f"{meta_path}: 'history' is not a list; delete {out} to start over")
         meta["first_started"] = old.get("first_started", old.get("started"))
     else:
         if (out / RESULTS).exists() or (out / SAMPLES).exists():

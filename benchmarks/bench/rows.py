@@ -14,6 +14,7 @@ from typing import Any
 from benchmarks.bench.grid import Cell
 from reasoner import grading
 from reasoner.aggregation import answer_key
+from reasoner.config_io import check_types
 from reasoner.types import Problem, Solution
 
 # the keys of every row, in the order they are written; `tree` and `subsampled_from` follow when set
@@ -103,9 +104,11 @@ class ResultRow:
     def from_dict(cls, data: dict[str, Any]) -> ResultRow:
         """A row read back from results.jsonl; `from_dict(r.to_dict()) == r`. Unknown keys are
         ignored; a missing key that older rows may lack takes its default, any other one raises
-        KeyError."""
+        KeyError; a value of the wrong type raises ReasonerError naming the key."""
         values = {key: data[key] if key in data else _DEFAULTS[key] for key in ROW_KEYS}
-        return cls(**values, tree=data.get("tree"), subsampled_from=data.get("subsampled_from"))
+        row = cls(**values, tree=data.get("tree"), subsampled_from=data.get("subsampled_from"))
+        check_types(row)
+        return row
 
 
 def written_reason(sol: Solution) -> str:

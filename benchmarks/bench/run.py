@@ -18,9 +18,10 @@ from typing import IO, Any, TypeVar
 from tqdm import tqdm
 
 from benchmarks.bench.grid import Cell, grid, is_replayed
+from benchmarks.bench.lock import locked_out_dir
 from benchmarks.bench.metadata import run_metadata
 from benchmarks.bench.models import ModelCache
-from benchmarks.bench.problems import load_problems
+from benchmarks.bench.problems import check_prompts, load_problems
 from benchmarks.bench.replay import (
     SampleRow,
     SampleStrategy,
@@ -36,13 +37,14 @@ from benchmarks.bench.resume import (
     latest_rows,
     prepare_out_dir,
     read_results,
+    read_samples,
 )
 from benchmarks.bench.robust import error_text, solve_robustly
 from benchmarks.bench.rows import grade_solution
 from benchmarks.config import BenchConfig
 from benchmarks.report import write_reports
 from reasoner.api import Reasoner
-from reasoner.jsonl import append_jsonl, read_jsonl, repair_tail
+from reasoner.jsonl import append_jsonl, repair_tail
 from reasoner.types import Problem, ReasonerError, Solution
 
 T = TypeVar("T")
@@ -95,6 +97,18 @@ def run_bench(
         )
     cells = grid(cfg)
     meta = run_metadata(cfg, argv, pset)
+    with locked_out_dir(Path(cfg.out_dir)):  # one process per output directory
+        return _run_locked(cfg, meta, problems, cells, progress)
+
+
+def _run_locked(
+    cfg: BenchConfig,
+    meta: dict[str, Any],
+    problems: list[Problem],
+    cells: list[Cell],
+    progress: bool,
+) -> dict[str, Any]:
+    """run_bench's work, under the output directory's lock."""
     out = prepare_out_dir(cfg, meta)
     results_path, samples_path = out / RESULTS, out / SAMPLES
     repair_tail(results_path)
@@ -110,6 +124,9 @@ def run_bench(
             file=sys.stderr,
         )
     models = ModelCache(cfg)
+    if todo_total:  # a setting that fails every row is one error now, not one per row
+        todo = [p for p in problems if any((p.id, c.key()) not in done for c in cells)]
+        check_prompts(models.policy(), todo)
     bar = tqdm(
         total=total,
         initial=total - todo_total,
@@ -184,8 +201,7 @@ def _replay_cells(
     if not any(todo_by_source.values()):
         return
     stored: dict[tuple[str, Source], SampleRow] = {}
-    for data in read_jsonl(samples_path, "sample row"):
-        sample = SampleRow.from_dict(data)
+    for sample in read_samples(samples_path):
         if sample.budget == n_max and not (cfg.retry_errors and sample.error):
             stored[(sample.problem_id, sample.source)] = sample
     with open(samples_path, "a") as sfh:

@@ -9,6 +9,7 @@ batched call. Results are appended per problem, fsynced: a rerun skips finished 
 from __future__ import annotations
 
 import json
+import os
 import time
 import zlib
 from dataclasses import dataclass
@@ -18,12 +19,13 @@ from typing import Any
 from tqdm import tqdm
 
 from reasoner.api import load_policy
-from reasoner.config_io import Config
+from reasoner.config_io import Config, check_min
 from reasoner.datasets import load_dataset
 from reasoner.grading import extract_answer, grade
+from reasoner.jsonl import repair_tail
 from reasoner.models.base import GenRequest
 from reasoner.synthetic import first_error
-from reasoner.training.records import LabeledSolution, append_records, read_records
+from reasoner.training.records import LabeledSolution, append_records, iter_records
 from reasoner.types import Problem, ReasonerError
 
 
@@ -44,10 +46,42 @@ class LabelConfig(Config):
     seed: int = 0
     chunk: int = 8  # problems whose rollouts share one batched policy call
 
+    def validate(self) -> None:
+        """At least one problem, sample, rollout and problem per chunk; a finite temperature."""
+        for key in ("problems", "samples", "rollouts", "chunk"):
+            check_min(self, key, 1)
+        check_min(self, "offset", 0)
+        check_min(self, "temperature", 0.0)
+
 
 def _seed(*parts: object) -> int:
     """A stable 32-bit seed from the parts (problem id, sample, step): batch-independent."""
     return zlib.crc32(":".join(map(str, parts)).encode())
+
+
+def resume_point(out: Path) -> set[str]:
+    """The problems a rerun skips: those with records in `out`, except the last one's.
+
+    Records go to the file problem by problem, so only the file's last problem can have been
+    cut short (a kill between two of its records). Its lines are removed and it is labeled again
+    whole: labeling a problem is deterministic and batch-independent (seeds from its id), so the
+    file ends byte for byte as an uninterrupted run's.
+    """
+    if not out.exists():
+        return set()
+    repair_tail(out)  # a line torn by a kill mid-write
+    spans = list(iter_records(out))
+    if not spans:
+        return set()
+    last = spans[-1][1].problem_id
+    keep = len(spans)
+    while keep > 0 and spans[keep - 1][1].problem_id == last:
+        keep -= 1
+    with open(out, "rb+") as fh:
+        fh.truncate(spans[keep][0])
+        fh.flush()
+        os.fsync(fh.fileno())
+    return {record.problem_id for _, record in spans[:keep]}
 
 
 def label_chunk(
@@ -146,7 +180,8 @@ def run_labeling(
     problems: list[Problem] | None = None,
     progress: bool = True,
 ) -> Path:
-    """Label cfg.problems problems (resuming: problems already in cfg.out are skipped)."""
+    """Label cfg.problems problems (resuming: problems whole in cfg.out are skipped, see
+    `resume_point`), so a run killed at any point and rerun writes the uninterrupted run's file."""
     cfg.check()
     if policy is None:
         policy = load_policy(cfg.policy)
@@ -161,7 +196,7 @@ def run_labeling(
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     (out.parent / (out.stem + ".config.json")).write_text(json.dumps(cfg.to_dict(), indent=2))
-    done = {r.problem_id for r in read_records(out)} if out.exists() else set()
+    done = resume_point(out)
     todo = [p for p in problems if p.id not in done]
     stats_path = out.parent / (out.stem + ".throughput.jsonl")
     bar = tqdm(

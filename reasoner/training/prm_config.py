@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from reasoner.config_io import Config, build_config, check_keys
+from reasoner.config_io import Config, build_config, check_keys, check_min
 from reasoner.labels import resolve_label_kind
 from reasoner.models.token_evidence import FEATURE_GROUPS
 from reasoner.types import ReasonerError
@@ -64,11 +64,26 @@ class PRMTrainConfig(Config):
     slip_negatives: int = 0
 
     def validate(self) -> None:
-        """A label kind the records can give, and no negative slip count."""
+        """A label kind the records can give; positive epochs, batch, learning rate and clip,
+        every count in range: a run that would train nothing is refused before any work."""
         self.label_kind()
         if self.slip_negatives < 0:
             raise ReasonerError(
                 f"train-prm: slip_negatives must be >= 0, got {self.slip_negatives}"
+            )
+        for key in ("batch_size", "eval_every", "save_every", "threads"):
+            check_min(self, key, 1, prefix="train-prm: ")
+        for key in ("epochs", "lr", "grad_clip"):
+            check_min(self, key, 0.0, strict=True, prefix="train-prm: ")
+        for key in ("warmup_steps", "weight_decay", "limit"):
+            check_min(self, key, 0, prefix="train-prm: ")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ReasonerError(
+                f"train-prm: min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}"
+            )
+        if not 0.0 <= self.val_fraction < 1.0:  # 1 would leave nothing to train on
+            raise ReasonerError(
+                f"train-prm: val_fraction must be in [0, 1), got {self.val_fraction!r}"
             )
 
     def label_kind(self) -> tuple[str, float | None]:
@@ -159,6 +174,13 @@ class LMPRMTrainConfig(PRMTrainConfig):
         if self.lm_loss_weight < 0:
             raise ReasonerError(
                 f"train-prm: lm_loss_weight must be >= 0, got {self.lm_loss_weight}"
+            )
+        check_min(self, "max_length", 2, prefix="train-prm: ")
+        for key in ("lora_rank", "extra_layers"):
+            check_min(self, key, 0, prefix="train-prm: ")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ReasonerError(
+                f"train-prm: dtype must be 'float32' or 'bfloat16', got {self.dtype!r}"
             )
         if self.freeze_base and self.extra_layers < 1:
             raise ReasonerError(

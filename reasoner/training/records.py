@@ -13,12 +13,12 @@ import json
 import numbers
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reasoner.jsonl import repair_tail
+from reasoner.jsonl import decode_line, repair_tail, split_lines
 from reasoner.labels import label_value, resolve_label_kind
 from reasoner.types import ReasonerError
 
@@ -27,6 +27,7 @@ __all__ = [
     "LabeledSolution",
     "append_records",
     "from_math_shepherd",
+    "iter_records",
     "read_records",
     "to_math_shepherd",
 ]
@@ -49,6 +50,17 @@ def _as_unit_float(value: Any, name: str, where: str) -> float:
     if not 0.0 <= out <= 1.0:  # also rejects NaN
         raise _field_error(name, f"{where} is {out!r}, outside [0, 1]")
     return out
+
+
+def _check_unicode(name: str, text: str) -> None:
+    """A ReasonerError naming the field when `text` holds a lone surrogate (from JSON "\\ud800"
+    or undecodable bytes): it could not be written back as UTF-8 nor tokenized."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _field_error(
+            name, f"is not valid Unicode text (a lone surrogate at character {exc.start})"
+        ) from None
 
 
 def _is_list_like(value: Any) -> bool:
@@ -92,6 +104,12 @@ class LabeledSolution:
             if not isinstance(step, str):
                 raise _field_error("steps", f"step {i} is {step!r}, not a string")
         self.steps = list(self.steps)
+        for name, text in [("problem_id", self.problem_id), ("problem", self.problem)]:
+            _check_unicode(name, text)
+        if self.gold is not None:
+            _check_unicode("gold", self.gold)
+        for step in self.steps:
+            _check_unicode("steps", step)
         self.correct = self._check_correct(self.correct)
         self.outcomes = self._check_outcomes(self.outcomes)
         if self.first_error is not None:
@@ -217,7 +235,7 @@ def append_records(
     if target.exists():
         repair_tail(target)
     written = 0
-    with open(target, "a", encoding="utf-8") as f:
+    with open(target, "ab") as f:
         for record in records:
             if not isinstance(record, LabeledSolution):
                 raise ReasonerError(
@@ -225,47 +243,56 @@ def append_records(
                 )
             try:
                 line = json.dumps(record.to_dict(label=label), ensure_ascii=False, allow_nan=False)
+                data = (line + "\n").encode("utf-8")  # a lone surrogate fails here, not mid-write
             except (TypeError, ValueError) as exc:
                 raise ReasonerError(
                     f"{target}: record {record.problem_id!r} is not JSON-serializable "
                     f"(check its metadata): {exc}"
                 ) from None
-            f.write(line + "\n")
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
             written += 1
     return written
 
 
-def read_records(path: str | os.PathLike[str]) -> list[LabeledSolution]:
-    """Read a JSONL file of records. A truncated last line (a kill mid-write) is skipped with a
-    RuntimeWarning; any other malformed line raises ReasonerError naming file, line and field."""
+def iter_records(path: str | os.PathLike[str]) -> Iterator[tuple[int, LabeledSolution]]:
+    """(byte offset of its line, record) of each record of a JSONL file, in file order.
+
+    A truncated last line (a kill mid-write) is skipped with a RuntimeWarning; any other
+    malformed line raises ReasonerError naming file, line and field. A leading byte-order mark
+    is accepted."""
     source = Path(path)
     if not source.is_file():
         raise ReasonerError(f"{source}: no such file")
-    lines = source.read_bytes().split(b"\n")
-    last = max((i for i, raw in enumerate(lines) if raw.strip()), default=-1)
-    records = []
-    for i, raw in enumerate(lines):
-        if not raw.strip():
-            continue
-        where = f"{source}:{i + 1}"
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise ReasonerError(f"cannot read {source}: {exc}") from None
+    lines = list(split_lines(data))
+    for i, (number, offset, raw) in enumerate(lines):
+        where = f"{source}:{number}"
         try:
-            data = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            if i == last:
+            parsed = decode_line(raw)
+        except ValueError as exc:
+            if i == len(lines) - 1:
                 warnings.warn(
                     f"{where}: skipping a truncated last line (an interrupted write?): {exc}",
                     RuntimeWarning,
-                    stacklevel=2,
+                    stacklevel=3,
                 )
                 continue
             raise ReasonerError(f"{where}: not valid JSON: {exc}") from None
         try:
-            records.append(LabeledSolution.from_dict(data))
+            yield offset, LabeledSolution.from_dict(parsed)
         except ReasonerError as exc:
             raise ReasonerError(f"{where}: {exc}") from None
-    return records
+
+
+def read_records(path: str | os.PathLike[str]) -> list[LabeledSolution]:
+    """Read a JSONL file of records. A truncated last line (a kill mid-write) is skipped with a
+    RuntimeWarning; any other malformed line raises ReasonerError naming file, line and field."""
+    return [record for _, record in iter_records(path)]
 
 
 def _check_tag(tag: str) -> None:
