@@ -1,8 +1,12 @@
 """The controller: runs strategies in lockstep, batching every pending model request.
 
 Each tick gathers the pending request of every live search (all problems of a batch), serves all
-generation requests with one policy call and all scoring requests with one PRM call, then hands
-the results back. It meters tokens, FLOPs and time per problem and enforces the hard caps.
+generation requests with the policy and all scoring requests with the PRM, then hands the results
+back. It meters tokens, FLOPs and time per problem and enforces the hard caps. Every model call is
+bounded: a tick is served in calls of at most the policy's `max_rows_per_call` samples and the
+PRM's `max_chains_per_call` chains (reasoner.models.chunking), the time and node limits are checked
+between calls, and a request whose samples the machine could not hold is refused before any is
+drawn.
 """
 
 from __future__ import annotations
@@ -16,6 +20,15 @@ from typing import Any
 from reasoner.aggregation import aggregate, answer_key, vote
 from reasoner.grading.answers import extract_answer
 from reasoner.models.base import Continuation, GenRequest, ScoreRequest
+from reasoner.models.chunking import (
+    DEFAULT_CHAINS_PER_CALL,
+    DEFAULT_ROWS_PER_CALL,
+    available_memory,
+    calls_limit,
+    generation_calls,
+    samples_bytes,
+    scoring_calls,
+)
 from reasoner.search import Expand, Pick, PRMUse, Rollout, Score, SearchContext, Strategy
 from reasoner.tree import Node, StepTree
 from reasoner.types import Problem, ReasonerError, Solution, Stats
@@ -87,10 +100,10 @@ class Controller:
                 f"strategy {strategy.name!r} needs a PRM; pass prm=... (or 'embedded')"
             )
         for model in (self.policy, self.prm):
-            # each call's metered tokens and seconds are its own, whatever ran before it
-            clear = getattr(model, "clear_cache", None)
-            if clear is not None:
-                clear()
+            # each call's metered tokens and seconds are its own, whatever ran before it (a user's
+            # object without the protocols' clear_cache has nothing of ours to forget)
+            if model is not None and hasattr(model, "clear_cache"):
+                model.clear_cache()
         runs = [_Run(problem=p) for p in problems]
         for run in runs:
             self._start(run, strategy, budget)
@@ -131,8 +144,10 @@ class Controller:
             run.search.close()
             self._finish(run, self._fallback_pick(run, over))
 
-    def _over_limit(self, run: _Run) -> str:
-        if len(run.tree) > self.limits.max_nodes:
+    def _over_limit(self, run: _Run, new_nodes: int = 0) -> str:
+        """The limit a run is over ("node-limit", "time-limit"), "" if none; `new_nodes`: nodes it
+        has been served but not yet given."""
+        if len(run.tree) + new_nodes > self.limits.max_nodes:
             return "node-limit"
         if time.perf_counter() - run.started > self.limits.max_seconds:
             return "time-limit"
@@ -153,7 +168,8 @@ class Controller:
         if score_runs:
             results.update(self._serve_scoring(score_runs))
         for r in gen_runs + score_runs:
-            self._advance(r, results[id(r)])
+            if r.solution is None:  # not stopped by a limit, or refused, while it was served
+                self._advance(r, results[id(r)])
 
     def _seed_for(self, run: _Run, node: Node) -> int:
         count = run.expansions.get(node.id, 0)
@@ -161,49 +177,97 @@ class Controller:
         key = f"{self.seed}:{run.problem.id or run.problem.text}:{node.id}:{count}"
         return zlib.crc32(key.encode())
 
+    def _generation_requests(self, run: _Run) -> list[tuple[Node, GenRequest]]:
+        """The GenRequests of a run's pending Expand / Rollout, one per node."""
+        req = run.pending
+        ks = req.k if isinstance(req.k, list) else [req.k] * len(req.nodes)
+        if len(ks) != len(req.nodes):
+            raise ReasonerError("a request's k list must have one entry per node")
+        temp = self.temperature
+        if req.temperature is not None:
+            temp = check_temperature(
+                req.temperature, f"strategy {run.strategy_name!r}: temperature"
+            )
+        out = []
+        for node, k in zip(req.nodes, ks):
+            if k < 1:
+                raise ReasonerError(f"requested {k} samples; k must be >= 1")
+            mode = "end" if isinstance(req, Rollout) else "step"
+            remaining = max(1, self.limits.max_depth - node.depth)
+            prefix = run.tree.prefix_ids(node)
+            out.append(
+                (node, GenRequest(prefix, k, self._seed_for(run, node), mode, temp, remaining))
+            )
+        return out
+
+    def _too_large(self, run: _Run, requests: list[GenRequest]) -> str:
+        """Why the machine could not hold a run's requested samples ("" when it can)."""
+        need = samples_bytes(requests, self.policy.step_format, self.policy.max_context)
+        if need < 2**30:  # below 1 GiB: never worth asking the OS
+            return ""
+        free = available_memory()
+        if free is None or need <= free:
+            return ""
+        samples = sum(r.k for r in requests)
+        return (
+            f"strategy {run.strategy_name!r} asked for {samples} samples at once; held in its "
+            f"step tree they may take up to {need / 2**30:.1f} GiB (each up to its token cap), "
+            f"more than the {free / 2**30:.1f} GiB this machine has free: lower the budget"
+        )
+
     def _serve_generation(self, runs: list[_Run]) -> dict[int, Any]:
+        """Serve every run's Expand / Rollout in bounded policy calls; stop a run that goes over
+        a limit between calls (or that asked for more samples than memory holds)."""
         requests: list[GenRequest] = []
         owners: list[tuple[_Run, Node]] = []
         for run in runs:
-            req = run.pending
-            ks = req.k if isinstance(req.k, list) else [req.k] * len(req.nodes)
-            if len(ks) != len(req.nodes):
-                raise ReasonerError("a request's k list must have one entry per node")
-            temp = self.temperature
-            if req.temperature is not None:
-                temp = check_temperature(
-                    req.temperature, f"strategy {run.strategy_name!r}: temperature"
-                )
-            for node, k in zip(req.nodes, ks):
-                if k < 1:
-                    raise ReasonerError(f"requested {k} samples; k must be >= 1")
-                mode = "end" if isinstance(req, Rollout) else "step"
-                remaining = max(1, self.limits.max_depth - node.depth)
-                requests.append(
-                    GenRequest(
-                        run.tree.prefix_ids(node),
-                        k,
-                        self._seed_for(run, node),
-                        mode,
-                        temp,
-                        remaining,
-                    )
-                )
+            pairs = self._generation_requests(run)
+            refused = self._too_large(run, [r for _, r in pairs])
+            if refused:
+                run.search.close()
+                run.solution = Solution.failed(run.problem.id, run.strategy_name, refused)
+                continue
+            for node, request in pairs:
+                requests.append(request)
                 owners.append((run, node))
-        t0 = time.perf_counter()
-        outputs = self.policy.generate(requests) if requests else []
-        elapsed = time.perf_counter() - t0
-        total_tokens = sum(c.prompt_tokens + c.new_tokens for out in outputs for c in out) or 1
+        max_rows = calls_limit(self.policy, "max_rows_per_call", DEFAULT_ROWS_PER_CALL)
+        calls = generation_calls(requests, max_rows)
+        last_call = {id(owners[i][0]): c for c, call in enumerate(calls) for i, _ in call}
+        received: list[list[Continuation]] = [[] for _ in requests]
+        new_nodes: dict[int, int] = {id(r): 0 for r in runs}
+        stopped: dict[int, str] = {}
+        for c, call in enumerate(calls):
+            call = [(i, part) for i, part in call if id(owners[i][0]) not in stopped]
+            if not call:
+                continue
+            t0 = time.perf_counter()
+            outputs = self.policy.generate([part for _, part in call])
+            elapsed = time.perf_counter() - t0
+            total_tokens = sum(x.prompt_tokens + x.new_tokens for out in outputs for x in out) or 1
+            for (i, _), conts in zip(call, outputs):
+                run = owners[i][0]
+                received[i].extend(conts)
+                new_nodes[id(run)] += sum(len(cont.steps) for cont in conts)
+                tokens = sum(cont.prompt_tokens + cont.new_tokens for cont in conts)
+                run.stats.policy_tokens += tokens
+                run.stats.policy_new_tokens += sum(cont.new_tokens for cont in conts)
+                run.stats.seconds += elapsed * tokens / total_tokens
+            for i, _ in call:  # a run with calls still to come stops here if over a limit
+                run = owners[i][0]
+                if last_call[id(run)] > c and id(run) not in stopped:
+                    over = self._over_limit(run, new_nodes[id(run)])
+                    if over:
+                        stopped[id(run)] = over
+        # the tree grows in request order, as one call would have grown it (node ids seed later
+        # expansions); a stopped run keeps what it was served
         per_run: dict[int, list[list[Node]]] = {id(r): [] for r in runs}
-        for (run, node), conts in zip(owners, outputs):
-            new_nodes = [self._attach(run, node, c) for c in conts]
-            per_run[id(run)].append(new_nodes)
-            tokens = sum(c.prompt_tokens + c.new_tokens for c in conts)
-            run.stats.policy_tokens += tokens
-            run.stats.policy_new_tokens += sum(c.new_tokens for c in conts)
-            run.stats.seconds += elapsed * tokens / total_tokens
+        for (run, node), conts in zip(owners, received):
+            per_run[id(run)].append([self._attach(run, node, cont) for cont in conts])
         for run in runs:
             run.stats.policy_calls += 1
+            if id(run) in stopped:
+                run.search.close()
+                self._finish(run, self._fallback_pick(run, stopped[id(run)]))
         return per_run
 
     def _attach(self, run: _Run, parent: Node, cont: Continuation) -> Node:
@@ -231,33 +295,56 @@ class Controller:
         return node
 
     def _serve_scoring(self, runs: list[_Run]) -> dict[int, Any]:
+        """Serve every run's Score in bounded PRM calls (chains already scored come from the
+        tree); stop a run that goes over a limit between calls."""
         if self.prm is None:
             raise ReasonerError("a strategy asked for PRM scores but no PRM is configured")
         requests: list[ScoreRequest] = []
         owners: list[tuple[_Run, Node]] = []
+        sizes: list[int] = []
         for run in runs:
+            before = len(requests)
             for node in run.pending.nodes:
                 path = run.tree.path(node)
                 if path and all(n.prm_score is not None for n in path):
                     continue  # every step already scored: served from the cache
                 requests.append(ScoreRequest(run.problem.text, [n.text for n in path]))
                 owners.append((run, node))
-        if requests:
+            sizes.append(len(requests) - before)
+        max_chains = calls_limit(self.prm, "max_chains_per_call", DEFAULT_CHAINS_PER_CALL)
+        calls = scoring_calls(sizes, max_chains)
+        last_call = {id(owners[j][0]): c for c, span in enumerate(calls) for j in span}
+        stopped: dict[int, str] = {}
+        for c, span in enumerate(calls):
+            part = [j for j in span if id(owners[j][0]) not in stopped]
+            if not part:
+                continue
             t0 = time.perf_counter()
-            scores, tokens = self.prm.score(requests)
+            scores, tokens = self.prm.score([requests[j] for j in part])
             elapsed = time.perf_counter() - t0
-            lengths = [sum(len(s) for s in r.steps) + 1 for r in requests]
+            lengths = [sum(len(s) for s in requests[j].steps) + 1 for j in part]
             total = sum(lengths)
-            for (run, node), values, length in zip(owners, scores, lengths):
+            for j, values, length in zip(part, scores, lengths):
+                run, node = owners[j]
                 for n, v in zip(run.tree.path(node), values):
                     if n.prm_score is None:
                         n.prm_score = float(v)
                 share = length / total
                 run.stats.prm_tokens += int(round(tokens * share))
                 run.stats.seconds += elapsed * share
+            for j in part:  # a run with calls still to come stops here if over a limit
+                run = owners[j][0]
+                if last_call[id(run)] > c and id(run) not in stopped:
+                    over = self._over_limit(run)
+                    if over:
+                        stopped[id(run)] = over
         out: dict[int, Any] = {}
         for run in runs:
             run.stats.prm_calls += 1
+            if id(run) in stopped:
+                run.search.close()
+                self._finish(run, self._fallback_pick(run, stopped[id(run)]))
+                continue
             out[id(run)] = [
                 [n.prm_score if n.prm_score is not None else 0.0 for n in run.tree.path(node)]
                 for node in run.pending.nodes

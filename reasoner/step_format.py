@@ -35,6 +35,14 @@ class StepFormat:
     max_steps: int = 12  # a solution deeper than this is cut
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            want = _FIELD_TYPES[f.name]
+            ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+            if not ok and not (value is None and f.name in _OPTIONAL_FIELDS):
+                raise ReasonerError(
+                    f"StepFormat.{f.name} must be {_TYPE_NAMES[want]}, got {value!r}"
+                )
         if not self.delimiter:
             raise ReasonerError("StepFormat.delimiter must be a non-empty string")
         if "{problem}" not in self.prompt_template:
@@ -94,8 +102,11 @@ class StepFormat:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StepFormat:
+        """A StepFormat from a dict of fields; unknown fields and wrong types are clear errors."""
+        if not isinstance(data, dict):
+            raise ReasonerError(f"a step format is a table of fields, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - known, key=str)
         if unknown:
             raise ReasonerError(
                 f"unknown StepFormat field(s) {unknown}; valid fields: {sorted(known)}"
@@ -104,9 +115,26 @@ class StepFormat:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> StepFormat:
-        with open(path, "rb") as fh:
-            return cls.from_dict(tomllib.load(fh))
+        """A StepFormat from a TOML file of fields; a bad file is a clear error naming it."""
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+            raise ReasonerError(f"{path}: not a readable TOML step format: {err}") from err
+        try:
+            return cls.from_dict(data)
+        except ReasonerError as err:
+            raise ReasonerError(f"{path}: {err}") from err
 
+
+# each field's type, checked on construction (a step_format.json or TOML with a wrong type is a
+# clear error, not a TypeError deep in generation)
+_FIELD_TYPES: dict[str, type] = {
+    f.name: {"str": str, "bool": bool, "int": int, "str | None": str}[str(f.type)]
+    for f in dataclasses.fields(StepFormat)
+}
+_TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer"}
+_OPTIONAL_FIELDS = {f.name for f in dataclasses.fields(StepFormat) if "None" in str(f.type)}
 
 # Named presets so configs can say `step_format = "math-shepherd"` instead of repeating fields.
 PRESETS: dict[str, StepFormat] = {

@@ -186,6 +186,50 @@ def test_sampling_is_seeded_and_sample_j_does_not_depend_on_k(vllm_reasoner, pro
 
 
 @pytest.mark.vllm
+def test_a_request_served_in_parts_draws_the_samples_it_draws_whole(vllm_reasoner, problems):
+    vp = vllm_reasoner.policy
+    ids = vp.encode_prompt(problems[0].text)
+    [whole] = vp.generate([GenRequest(ids, 6, 11, "end", 1.0)])
+    parts = vp.generate(
+        [GenRequest(ids, 2, 11, "end", 1.0), GenRequest(ids, 4, 11, "end", 1.0, first_sample=2)]
+    )
+    assert [_steps(c) for c in parts[0] + parts[1]] == [_steps(c) for c in whole]
+    # the prefill is metered once per stream, on sample 0
+    assert [c.prompt_tokens > 0 for c in parts[0] + parts[1]][1:] == [False] * 5
+
+
+@pytest.mark.vllm
+def test_small_policy_calls_give_the_results_of_one_call(vllm_reasoner, problems):
+    """The controller serves a tick in calls of at most max_rows_per_call samples: the same
+    steps, answers and scores as one call (prompt tokens are left out: vLLM's prefix cache
+    outlives a run)."""
+    vp = vllm_reasoner.policy
+    saved, generate = vp.max_rows_per_call, vp.generate
+    runs, sizes = {}, {}
+    try:
+        for rows in (3, 10**6):
+            vp.max_rows_per_call = rows
+            sizes[rows] = seen = []
+
+            def counted(reqs, seen=seen):
+                seen.append(sum(r.k for r in reqs))  # samples in this call
+                return generate(reqs)
+
+            vp.generate = counted
+            runs[rows] = vllm_reasoner.solve_batch(problems[:3])
+    finally:
+        vp.max_rows_per_call = saved
+        del vp.generate
+    assert max(sizes[3]) <= 3 < max(sizes[10**6])
+    small, whole = runs[3], runs[10**6]
+    assert [(s.answer, s.steps, s.stats.policy_new_tokens, s.stats.nodes) for s in small] == [
+        (s.answer, s.steps, s.stats.policy_new_tokens, s.stats.nodes) for s in whole
+    ]
+    for a, b in zip(small, whole):
+        assert a.step_scores == pytest.approx(b.step_scores, abs=1e-5)
+
+
+@pytest.mark.vllm
 def test_step_caps_truncate_like_hf(vllm_reasoner, hf_models, problems):
     """A step longer than max_step_tokens is cut and marked truncated, on both backends."""
     import dataclasses
@@ -277,5 +321,6 @@ def test_unloadable_model_fails_before_generation(tmp_path):
         VLLMPolicy(ckpt, threads=THREADS)
     (ckpt / "config.json").write_text(json.dumps({**cfg, "model_type": "llama"}))
     (ckpt / "model.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(ReasonerError, match="vLLM cannot load the policy"):
+    # a damaged weights file is named before vLLM starts (reasoner.models.resolve)
+    with pytest.raises(ReasonerError, match="model.safetensors: truncated or corrupt"):
         VLLMPolicy(ckpt, threads=THREADS)

@@ -23,7 +23,12 @@ def check_backend(backend: str) -> str:
 
 @dataclass
 class GenRequest:
-    """Sample `k` continuations of one token prefix: the next step ("step") or to the end ("end")."""
+    """Sample `k` continuations of one token prefix: the next step ("step") or to the end ("end").
+
+    Sample j of a request is sample `first_sample + j` of the request's stream, seeded from
+    (seed, first_sample + j) on every backend: a request served in parts (k samples cut into
+    calls of a few each) samples exactly what it samples whole.
+    """
 
     prefix_ids: list[int]
     k: int
@@ -31,6 +36,7 @@ class GenRequest:
     mode: Literal["step", "end"] = "step"
     temperature: float = 1.0
     max_steps: int | None = None  # for mode "end": how many more steps at most
+    first_sample: int = 0  # the stream index of this request's first sample
 
 
 @dataclass
@@ -51,7 +57,9 @@ class Continuation:
     finished: bool = False  # the policy emitted end-of-sequence: the solution is complete
     truncated: bool = False  # a cap (step length or step count) cut it
     new_tokens: int = 0
-    prompt_tokens: int = 0  # prefill tokens computed on its behalf (shared prefill: first sample)
+    # prefill tokens computed on its behalf: the prefix's shared prefill is metered on the stream's
+    # sample 0 only (a request served in parts counts it once, whatever the parts recompute)
+    prompt_tokens: int = 0
 
 
 class Policy(Protocol):
@@ -60,6 +68,9 @@ class Policy(Protocol):
     step_format: StepFormat
     num_parameters: int
     max_context: int
+    # the most sampled sequences (sum of k) the controller puts in one generate call: what the
+    # backend batches efficiently; the controller checks its time and node limits between calls
+    max_rows_per_call: int
 
     def encode_prompt(self, problem_text: str) -> list[int]:
         """The prompt's token ids (StepFormat.encode_prompt with the policy's tokenizer)."""
@@ -88,6 +99,8 @@ class ProcessRewardModel(Protocol):
 
     step_format: StepFormat
     num_parameters: int
+    # the most chains the controller puts in one score call (limits are checked between calls)
+    max_chains_per_call: int
 
     def score(self, requests: list[ScoreRequest]) -> tuple[list[list[float]], int]:
         """Step scores per chain, and the number of tokens the PRM computed."""

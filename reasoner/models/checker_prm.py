@@ -9,6 +9,7 @@ reference verifier: what a search strategy does with a reliable step scorer, at 
 from __future__ import annotations
 
 from reasoner.models.base import ScoreRequest
+from reasoner.models.chunking import DEFAULT_CHAINS_PER_CALL
 from reasoner.step_format import StepFormat
 from reasoner.synthetic.checker import find_equations
 
@@ -24,6 +25,7 @@ class EquationCheckerPRM:
     """ProcessRewardModel interface over `reasoner.synthetic.checker` (no parameters, no tokens)."""
 
     num_parameters = 0
+    max_chains_per_call = DEFAULT_CHAINS_PER_CALL
 
     def __init__(self, step_format: StepFormat | None = None):
         self.step_format = step_format if isinstance(step_format, StepFormat) else StepFormat()

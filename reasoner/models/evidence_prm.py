@@ -24,9 +24,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from reasoner.models.base import ScoreRequest
+from reasoner.models.chunking import DEFAULT_CHAINS_PER_CALL
 from reasoner.models.kv_reuse import PrefixKVCache, extract, forward_cached
 from reasoner.models.prefix_plan import Plan, PrefixPlanner
-from reasoner.models.resolve import load_hf_lm, resolve_model_path
+from reasoner.models.resolve import (
+    load_hf_lm,
+    read_json_object,
+    resolve_model_path,
+    safetensors_shapes,
+)
 from reasoner.models.token_evidence import FEATURES, TokenRoles, chain_layout, evidence_rows
 from reasoner.step_format import StepFormat
 from reasoner.types import ReasonerError
@@ -80,29 +86,37 @@ def save_evidence_prm(
 
 def load_evidence_head(directory: Path) -> tuple[EvidenceHead, dict[str, Any], list[int]]:
     """The head, its config and its input columns in a FEATURES row, with clear errors for a
-    damaged or mismatched checkpoint."""
-    try:
-        config = json.loads((directory / CONFIG_FILE).read_text())
-    except json.JSONDecodeError as err:
-        raise ReasonerError(f"{directory / CONFIG_FILE}: not valid JSON ({err})") from err
+    damaged or mismatched checkpoint (each names the file)."""
+    cfg_file, head_file = directory / CONFIG_FILE, directory / HEAD_FILE
+    config = read_json_object(cfg_file)
     for key in ("base", "features", "hidden"):
         if key not in config:
-            raise ReasonerError(f"{directory / CONFIG_FILE}: missing field {key!r}")
-    unknown = [f for f in config["features"] if f not in FEATURES]
-    if unknown or not config["features"]:
+            raise ReasonerError(f"{cfg_file}: missing field {key!r}")
+    if not isinstance(config["base"], str) or not config["base"]:
+        raise ReasonerError(f"{cfg_file}: 'base' must be a checkpoint spec (a string)")
+    features = config["features"]
+    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+        raise ReasonerError(f"{cfg_file}: 'features' must be a list of feature names")
+    hidden = config["hidden"]
+    if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+        raise ReasonerError(f"{cfg_file}: 'hidden' must be an integer >= 1, got {hidden!r}")
+    unknown = [f for f in features if f not in FEATURES]
+    if unknown or not features:
         raise ReasonerError(
-            f"{directory / CONFIG_FILE}: trained on features {unknown or '[]'} that this version "
+            f"{cfg_file}: trained on features {unknown or '[]'} that this version "
             f"does not compute (it has {list(FEATURES)}); retrain it with `reasoner train-prm`"
         )
-    if not (directory / HEAD_FILE).exists():
+    if not head_file.exists():
         raise ReasonerError(f"evidence PRM {directory} has no {HEAD_FILE}")
-    head = EvidenceHead(len(config["features"]), int(config["hidden"]))
+    safetensors_shapes(head_file)  # a truncated or corrupt file is named before it is read
+    head = EvidenceHead(len(features), hidden)
     try:
-        head.load_state_dict(load_file(directory / HEAD_FILE))
+        head.load_state_dict(load_file(head_file))
     except RuntimeError as err:
-        raise ReasonerError(f"{directory / HEAD_FILE} does not match {CONFIG_FILE}: {err}") from err
+        detail = " ".join(str(err).split())  # one line: the CLI prints one
+        raise ReasonerError(f"{head_file} does not match {CONFIG_FILE}: {detail}") from err
     head.eval()
-    return head, config, [FEATURES.index(f) for f in config["features"]]
+    return head, config, [FEATURES.index(f) for f in features]
 
 
 class EvidenceFeatures:
@@ -229,6 +243,8 @@ class EvidenceFeatures:
 class EvidencePRM:
     """ProcessRewardModel: the trained head over EvidenceFeatures of its base causal LM."""
 
+    max_chains_per_call = DEFAULT_CHAINS_PER_CALL  # chains per score call (the controller's)
+
     def __init__(
         self,
         model: str | Path = "embedded",
@@ -244,6 +260,12 @@ class EvidencePRM:
         base = str(self.config["base"])
         if base != "embedded" and not Path(base).is_absolute():
             base = str(self.path / base)
+        if base != "embedded" and not Path(base).exists():
+            where = "" if base == self.config["base"] else f" ({base})"
+            raise ReasonerError(
+                f"{self.path / CONFIG_FILE}: its base {self.config['base']!r}{where} does not "
+                f"exist; the base checkpoint must be present to score with this PRM"
+            )
         self.features = EvidenceFeatures(
             base, step_format, dtype, max_batch_tokens, trust_remote_code, prefix_cache_mb, threads
         )

@@ -60,6 +60,12 @@ class HFPolicy:
     def step_format(self, step_format: StepFormat) -> None:
         self.rules = StepRules(self.tokenizer, step_format, self.eos_ids)
 
+    @property
+    def max_rows_per_call(self) -> int:
+        """Rows the controller puts in one call: one decoding batch (max_batch_rows), so the
+        controller's calls are the batches this policy would cut a large call into."""
+        return self.max_batch_rows
+
     # ------------------------------------------------------------------------------------------
     def encode_prompt(self, problem_text: str) -> list[int]:
         """Prompt ids (chat template or plain template, with BOS when the model uses one)."""

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from reasoner.models.base import ScoreRequest
+from reasoner.models.chunking import DEFAULT_CHAINS_PER_CALL
 from reasoner.models.kv_reuse import PrefixKVCache, extract, forward_cached
 from reasoner.models.prefix_plan import Plan, PrefixPlanner
 from reasoner.models.resolve import load_hf_lm
@@ -92,6 +93,8 @@ class PRMInputBuilder:
 
 class HFPRM:
     """A local HF causal-LM PRM (our ER-PRMs, Math-Shepherd-style PRMs)."""
+
+    max_chains_per_call = DEFAULT_CHAINS_PER_CALL  # chains per score call (the controller's)
 
     def __init__(
         self,

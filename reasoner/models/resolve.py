@@ -4,18 +4,25 @@ A spec is "embedded" (a checkpoint shipped in the package), "embedded-lm" (the s
 a local checkpoint directory. Every backend opens its checkpoint here (open_checkpoint; the HF
 backends also load the causal LM: load_hf_lm), so paths, step formats, tokenizers, dtypes,
 threads, trust_remote_code and the errors for a bad checkpoint are handled once.
+
+A damaged checkpoint (the usual cause: a half-finished download) is one ReasonerError naming the
+file and what is wrong with it, raised before any model is built: every JSON file (config,
+generation config, tokenizer files, step format) must parse as an object, config.json must name
+its model_type, every weights file must be whole (safetensors headers and sizes) and every shard
+an index names must exist; loading then checks the weights fit the config (no tensor missing or
+of another shape) instead of letting transformers re-initialise them with a warning.
 """
 
 from __future__ import annotations
 
 import json
-import struct
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
@@ -27,6 +34,14 @@ from reasoner.types import ReasonerError
 EMBEDDED = {"policy": "policy", "prm": "prm", "prm-lm": "prm_lm"}
 EMBEDDED_LM_PRM = "embedded-lm"
 CHECKPOINT_FILES = ("config.json", "evidence_prm.json")
+CORRUPT = "truncated or corrupt (a half-finished download?)"
+WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+)
 
 
 def embedded_dir(kind: str) -> Path:
@@ -78,22 +93,135 @@ def resolve_lm_prm_path(spec: str | Path) -> Path:
     return path
 
 
+def one_line(err: BaseException) -> str:
+    """A library error as one line (the CLI prints a ReasonerError as one line)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file holding an object; a ReasonerError naming the file when it cannot be read, is
+    not JSON (truncated or corrupt) or holds something else."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ReasonerError(f"{path}: not UTF-8 text, {CORRUPT}: {err}") from err
+    except OSError as err:
+        raise ReasonerError(f"{path}: cannot be read: {err.strerror or err}") from err
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ReasonerError(f"{path}: not valid JSON, {CORRUPT}: {err}") from err
+    if not isinstance(data, dict):
+        raise ReasonerError(f"{path}: expected a JSON object, got a {type(data).__name__}")
+    return data
+
+
+def safetensors_shapes(path: Path) -> dict[str, list[int]]:
+    """Every tensor's shape in a safetensors file, read from its header after the library has
+    checked the file is whole; a ReasonerError naming the file when it is not."""
+    try:
+        with safe_open(str(path), "pt") as fh:
+            return {name: list(fh.get_slice(name).get_shape()) for name in fh.keys()}
+    except (SafetensorError, OSError) as err:
+        raise ReasonerError(f"{path}: {CORRUPT}: {err}") from err
+
+
+def weights_file_name(path: Path) -> str:
+    """The file that holds (or indexes) a checkpoint's weights, for error messages."""
+    for name in (*WEIGHT_INDEXES, "model.safetensors", "pytorch_model.bin"):
+        if (path / name).exists():
+            return name
+    found = sorted(path.glob("*.safetensors"))
+    return found[0].name if found else "model.safetensors"
+
+
+def check_weight_files(path: Path) -> None:
+    """The weights are there and whole: every shard an index names exists, every safetensors
+    file's header and size are intact. (A flipped bit inside the tensor data cannot be seen:
+    safetensors has no checksum.)"""
+    for name in WEIGHT_INDEXES:
+        index = path / name
+        if not index.exists():
+            continue
+        weight_map = read_json_object(index).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ReasonerError(
+                f"{index}: no weight_map (which shard holds each tensor), {CORRUPT}"
+            )
+        missing = sorted({str(f) for f in weight_map.values() if not (path / str(f)).is_file()})
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise ReasonerError(
+                f"{index}: names the shard {missing[0]}{more}, which is missing (a half-finished "
+                f"download?)"
+            )
+    files = sorted(path.glob("*.safetensors"))
+    if not files and not list(path.glob("pytorch_model*.bin")):
+        raise ReasonerError(
+            f"{path} holds no weights (no model.safetensors or pytorch_model.bin; a "
+            f"half-finished download?)"
+        )
+    for f in files:
+        safetensors_shapes(f)
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """config.json of a checkpoint directory: a JSON object naming its model_type."""
+    config = read_json_object(path / "config.json")
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str) or not model_type:
+        raise ReasonerError(
+            f"{path / 'config.json'}: no 'model_type' (the architecture of the weights): not an "
+            f"HF model config, or {CORRUPT}"
+        )
+    return config
+
+
+def check_model_files(path: Path, gguf_file: str | None = None) -> dict[str, Any]:
+    """Check an HF checkpoint directory before anything loads it (the module docstring lists
+    what); returns config.json ({} for a GGUF file, which carries its own)."""
+    if gguf_file:
+        return {}
+    config = read_config(path)
+    if (path / "generation_config.json").exists():
+        read_json_object(path / "generation_config.json")
+    check_weight_files(path)
+    return config
+
+
 def load_step_format(path: Path, override: StepFormat | str | dict | None) -> StepFormat:
     """The step format saved beside a checkpoint (step_format.json), unless one is given."""
     if override is not None:
         return get_step_format(override)
     saved = path / "step_format.json"
     if saved.exists():
-        return StepFormat.from_dict(json.loads(saved.read_text()))
+        try:
+            return StepFormat.from_dict(read_json_object(saved))
+        except ReasonerError as err:
+            message = str(err)
+            raise ReasonerError(
+                message if str(saved) in message else f"{saved}: {message}"
+            ) from err
     return get_step_format(None)
 
 
 def load_tokenizer(
     path: Path, trust_remote_code: bool = False, gguf_file: str | None = None
 ) -> Any:
-    """The checkpoint's tokenizer; one without a pad token pads with its end-of-sequence token."""
+    """The checkpoint's tokenizer; one without a pad token pads with its end-of-sequence token.
+    A damaged tokenizer file is a ReasonerError naming it."""
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
+    present = [name for name in TOKENIZER_FILES if (path / name).exists()]
+    for name in present:
+        read_json_object(path / name)
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
+    except Exception as err:  # tokenizers raises bare Exceptions for a file it cannot parse
+        files = ", ".join(present) or "no tokenizer files"
+        raise ReasonerError(
+            f"{path}: cannot load the tokenizer ({files}), {CORRUPT}: {type(err).__name__}: "
+            f"{one_line(err)}"
+        ) from err
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -108,35 +236,67 @@ def load_causal_lm(
     trust_remote_code: bool = False,
     gguf_file: str | None = None,
 ) -> Any:
-    """The checkpoint's causal LM in eval mode, in `dtype`; a ReasonerError if it cannot load."""
+    """The checkpoint's causal LM in eval mode, in `dtype`; a ReasonerError if it cannot load
+    (check_model_files first, then weights that do not fit the config)."""
     hf_logging.disable_progress_bar()
     torch_dtype = DTYPES.get(dtype)
     if torch_dtype is None:
         raise ReasonerError(f"unknown dtype {dtype!r}; valid: float32, bfloat16, float16")
-    kwargs: dict[str, Any] = {"dtype": torch_dtype, "trust_remote_code": trust_remote_code}
+    check_model_files(path, gguf_file)
+    kwargs: dict[str, Any] = {
+        "dtype": torch_dtype,
+        "trust_remote_code": trust_remote_code,
+        # report, rather than silently re-initialise, tensors the weights lack or shape otherwise
+        "output_loading_info": True,
+        "ignore_mismatched_sizes": True,
+    }
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
     else:
         kwargs["use_safetensors"] = any(path.glob("*.safetensors"))
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report: our error below says it in one line
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except (OSError, ValueError) as err:
-        raise ReasonerError(f"cannot load a causal LM from {path}: {err}") from err
+        model, info = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except Exception as err:  # transformers raises OSError, ValueError, RuntimeError, KeyError...
+        raise ReasonerError(
+            f"cannot load a causal LM from {path}: {type(err).__name__}: {one_line(err)}"
+        ) from err
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    check_loading_info(path, info)
     model.eval()
     return model
 
 
+def check_loading_info(path: Path, info: dict[str, Any]) -> None:
+    """A ReasonerError when the weights do not fit config.json: tensors of another shape, or
+    tensors the config's model has and the weights lack."""
+    weights = path / weights_file_name(path)
+    mismatched = sorted(info.get("mismatched_keys") or [], key=lambda m: str(m[0]))
+    if mismatched:
+        name, saved, wanted = mismatched[0]
+        raise ReasonerError(
+            f"{path / 'config.json'} does not match {weights}: {len(mismatched)} tensor(s) have "
+            f"other shapes, e.g. {name}: {list(saved)} in the weights, {list(wanted)} for the "
+            f"config (a config.json from another model, or an edited one?)"
+        )
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise ReasonerError(
+            f"{weights} lacks tensor(s) the model of {path / 'config.json'} has: {missing[0]}"
+            f"{more} ({CORRUPT}, or a config.json from another model?)"
+        )
+
+
 def read_model_config(path: Path, who: str = "vLLM") -> dict[str, Any]:
     """config.json of a checkpoint, for a backend (`who`) that needs one; clear errors."""
-    cfg = path / "config.json"
-    if not cfg.exists():
+    if not (path / "config.json").exists():
         raise ReasonerError(
             f"{who} needs an HF checkpoint directory with config.json; {str(path)!r} has none"
         )
-    try:
-        return json.loads(cfg.read_text())
-    except json.JSONDecodeError as err:
-        raise ReasonerError(f"{cfg} is not valid JSON: {err}") from err
+    return read_config(path)
 
 
 def generation_eos(path: Path, config: dict[str, Any]) -> int | list[int] | None:
@@ -145,7 +305,7 @@ def generation_eos(path: Path, config: dict[str, Any]) -> int | list[int] | None
     source = config
     gen_cfg = path / "generation_config.json"
     if gen_cfg.exists():
-        source = json.loads(gen_cfg.read_text())
+        source = read_json_object(gen_cfg)
     return source.get("eos_token_id")
 
 
@@ -155,15 +315,11 @@ def count_parameters(path: Path, trust_remote_code: bool = False) -> int:
     if files:
         total = 0
         for f in files:
-            with open(f, "rb") as fh:
-                (size,) = struct.unpack("<Q", fh.read(8))
-                header = json.loads(fh.read(size))
-            for name, info in header.items():
-                if name != "__metadata__":
-                    n = 1
-                    for d in info["shape"]:
-                        n *= d
-                    total += n
+            for shape in safetensors_shapes(f).values():
+                n = 1
+                for d in shape:
+                    n *= d
+                total += n
         return total
     try:
         cfg = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
@@ -184,7 +340,8 @@ _RESOLVE = {
 
 @dataclass
 class Checkpoint:
-    """A resolved checkpoint: its directory, step format, tokenizer and (when read) config.json."""
+    """A resolved, checked checkpoint: its directory, step format, tokenizer and config.json ({}
+    for a GGUF file)."""
 
     path: Path
     step_format: StepFormat
@@ -223,13 +380,15 @@ def open_checkpoint(
     gguf_file: str | None = None,
     needs_config: str | None = None,
 ) -> Checkpoint:
-    """Resolve `spec` as a `kind` ("policy", "prm" or "lm-prm": a causal-LM PRM), then load its
-    step format and tokenizer. `needs_config` names a backend that reads config.json itself
-    (e.g. "vLLM"): a checkpoint without one is an error before the tokenizer is loaded."""
+    """Resolve `spec` as a `kind` ("policy", "prm" or "lm-prm": a causal-LM PRM), check its files
+    (check_model_files), then load its step format and tokenizer. `needs_config` names a backend
+    that reads config.json itself (e.g. "vLLM"): a checkpoint without one is an error first."""
     if kind not in _RESOLVE:
         raise ReasonerError(f"unknown checkpoint kind {kind!r}; valid: {', '.join(_RESOLVE)}")
     path = _RESOLVE[kind](spec)
-    config = read_model_config(path, needs_config) if needs_config else {}
+    if needs_config:
+        read_model_config(path, needs_config)
+    config = check_model_files(path, gguf_file)
     fmt = load_step_format(path, step_format)
     tokenizer = load_tokenizer(path, trust_remote_code, gguf_file)
     return Checkpoint(path, fmt, tokenizer, config)

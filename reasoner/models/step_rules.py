@@ -29,7 +29,7 @@ class StepRow:
 
     request: GenRequest
     slot: int  # index of the request in the backend call
-    sample: int  # index j among the request's k samples
+    sample: int  # stream index of the sample: the request's first_sample + j for its j-th
     max_steps: int
     cap: int  # tokens the whole continuation may generate
     cont: Continuation = field(default_factory=Continuation)
@@ -56,19 +56,24 @@ def start_rows(
     max_context: int,
     row_type: type[StepRow] = StepRow,
 ) -> list[StepRow]:
-    """The k rows of every request, request by request (a row's slot: its request's index)."""
+    """The k rows of every request, request by request (a row's slot: its request's index; its
+    sample: its stream index, first_sample + j)."""
     rows = []
     for slot, request in enumerate(requests):
         max_steps, cap = row_caps(request, step_format, max_context)
-        rows.extend(row_type(request, slot, j, max_steps, cap) for j in range(request.k))
+        first = request.first_sample
+        rows.extend(row_type(request, slot, first + j, max_steps, cap) for j in range(request.k))
     return rows
 
 
 def check_requests(requests: list[GenRequest], max_context: int) -> None:
-    """A clear error for a request with k < 1 or a prefix that leaves no room in the context."""
+    """A clear error for a request with k < 1, a negative first_sample or a prefix that leaves no
+    room in the context."""
     for request in requests:
         if request.k < 1:
             raise ReasonerError(f"GenRequest.k must be >= 1, got {request.k}")
+        if request.first_sample < 0:
+            raise ReasonerError(f"GenRequest.first_sample must be >= 0, got {request.first_sample}")
     width = max((len(r.prefix_ids) for r in requests), default=0)
     if width >= max_context:
         raise ReasonerError(f"a prefix of {width} tokens exceeds the policy context {max_context}")

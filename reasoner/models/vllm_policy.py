@@ -2,9 +2,10 @@
 
 Same contract as HFPolicy (reasoner.models.hf_policy), only the sampler differs:
 - prompts are the tree's token ids (vllm TokensPrompt), never re-tokenized text;
-- each request samples its k continuations as one vLLM request with n=k; sample j is seeded
-  (request seed key + j), so sample j is the same whatever k is (vLLM seeds child j of an n-request
-  with seed + j), and a request's samples do not depend on what else shares the batch;
+- each request samples its k continuations as one vLLM request with n=k; stream sample i
+  (first_sample + j) is seeded (request seed key + i), so sample i is the same whatever k is and
+  however the request is cut into parts (vLLM seeds child j of an n-request with seed + j), and a
+  request's samples do not depend on what else shares the batch;
 - a "step" request stops at the step delimiter (vLLM stop string); an "end" request runs to
   end-of-sequence or its token cap in one go;
 - the returned tokens are replayed through the step rules HFPolicy decodes with
@@ -59,8 +60,10 @@ class VLLMPolicy:
     Options: dtype (default: float32 on CPU, the checkpoint's on GPU), tensor_parallel_size,
     gpu_memory_utilization (on CPU: the share of RAM for the KV cache), kv_cache_memory_bytes,
     max_model_len, enforce_eager, enable_prefix_caching (on), top_p, threads (CPU: OpenMP threads,
-    bound through VLLM_CPU_OMP_THREADS_BIND unless it is set), trust_remote_code, and
-    engine_options: any other vllm.LLM keyword.
+    bound through VLLM_CPU_OMP_THREADS_BIND unless it is set), trust_remote_code,
+    engine_options: any other vllm.LLM keyword, and max_rows_per_call: the most samples the
+    controller sends in one call (vLLM schedules them continuously; limits are checked between
+    calls).
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class VLLMPolicy:
         threads: int | None = None,
         seed: int = 0,
         engine_options: dict[str, Any] | None = None,
+        max_rows_per_call: int = 1024,
     ):
         if not 0.0 < top_p <= 1.0:
             raise ReasonerError(f"top_p must be in (0, 1], got {top_p}")
@@ -86,6 +90,11 @@ class VLLMPolicy:
         self.path = ckpt.path
         self.tokenizer = ckpt.tokenizer
         self.top_p = top_p
+        if isinstance(max_rows_per_call, bool) or not isinstance(max_rows_per_call, int):
+            raise ReasonerError(f"max_rows_per_call must be an integer, got {max_rows_per_call!r}")
+        if max_rows_per_call < 1:
+            raise ReasonerError(f"max_rows_per_call must be >= 1, got {max_rows_per_call}")
+        self.max_rows_per_call = max_rows_per_call
         self.llm = build_engine(
             self.path,
             what="policy",
@@ -153,9 +162,14 @@ class VLLMPolicy:
         """Sample continuations for every request in one batched vLLM call (plus rare follow-ups)."""
         check_requests(requests, self.max_context)
         rows = start_rows(requests, self.step_format, self.max_context, _Row)
-        firsts = [row for row in rows if row.sample == 0]
+        firsts = [row for row in rows if row.sample == row.request.first_sample]
         prompts = [self._TokensPrompt(prompt_token_ids=list(r.prefix_ids)) for r in requests]
-        params = [self._params(row, row.request.k, _mix(row.request.seed, 0)) for row in firsts]
+        # child j of an n-request is seeded seed + j: stream sample first_sample + j gets the seed
+        # it gets in a whole request
+        params = [
+            self._params(row, row.request.k, _mix(row.request.seed, 0) + row.sample)
+            for row in firsts
+        ]
         outputs = self._run(prompts, params)
         pending: list = []
         at = 0
@@ -166,7 +180,7 @@ class VLLMPolicy:
                 raise ReasonerError(f"vLLM returned {len(by_index)} samples, {r.k} were asked")
             for j, sample in enumerate(by_index):
                 row = rows[at + j]
-                if j == 0:
+                if row.sample == 0:  # the prefill is metered once per stream (Continuation)
                     row.cont.prompt_tokens += computed
                 if self._consume(row, sample):
                     pending.append(row)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from reasoner.models.base import ScoreRequest
+from reasoner.models.chunking import DEFAULT_CHAINS_PER_CALL
 from reasoner.models.hf_prm import PRMInputBuilder
 from reasoner.models.resolve import count_parameters, open_checkpoint
 from reasoner.models.vllm_engine import build_engine, prepare_vllm
@@ -41,6 +42,8 @@ class VLLMPRM:
     kv_cache_memory_bytes, max_model_len, enforce_eager, trust_remote_code, threads,
     engine_options).
     """
+
+    max_chains_per_call = DEFAULT_CHAINS_PER_CALL  # chains per score call (the controller's)
 
     def __init__(
         self,

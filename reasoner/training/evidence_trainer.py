@@ -23,6 +23,7 @@ from reasoner.models.base import ScoreRequest
 from reasoner.models.evidence_prm import EvidenceFeatures, EvidenceHead, save_evidence_prm
 from reasoner.models.resolve import resolve_model_path
 from reasoner.models.token_evidence import FEATURE_GROUPS, FEATURES
+from reasoner.models.torch_state import load_torch_state, state_entries
 from reasoner.training.prm_config import EvidencePRMTrainConfig
 from reasoner.training.prm_data import load_records, train_val_records
 from reasoner.training.prm_loop import batch_indices, run_training, start_run, total_steps_for
@@ -44,10 +45,13 @@ def record_features(
 ) -> list[list[list[float]]]:
     """Evidence rows per step of every record (computed once, then read from `cache`)."""
     key = _fingerprint(records, base)
-    if cache.exists():
-        saved = torch.load(cache, weights_only=False)
-        if saved.get("key") == key:
-            return saved["rows"]
+    if cache.exists():  # tensors and plain values only: no code runs from the file
+        hint = f"delete {cache} to recompute the features"
+        saved_key, saved_rows = state_entries(
+            load_torch_state(cache, hint), cache, ("key", "rows"), hint
+        )
+        if saved_key == key:
+            return saved_rows
     features = EvidenceFeatures(base, prefix_cache_mb=0)
     order = sorted(range(len(records)), key=lambda i: len(records[i].steps))
     rows: list[list[list[float]]] = [[] for _ in records]

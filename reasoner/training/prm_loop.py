@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from reasoner.models.torch_state import load_module_state, load_torch_state, state_entries
 from reasoner.training.prm_config import PRMTrainConfig
 from reasoner.training.schedule import warmup_cosine_lr
 
@@ -57,11 +58,13 @@ def run_training(
     """Run (or resume from out/checkpoint.pt) steps [start, total_steps) of `loss_at(step)`,
     logging validation to out/log.jsonl every cfg.eval_every steps and at the end."""
     start, ckpt = 0, out / "checkpoint.pt"
-    if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["model"])
-        optim.load_state_dict(state["optim"])
-        start = state["step"]
+    if ckpt.exists():  # tensors and plain values only: no code runs from the file
+        hint = f"delete {ckpt} to restart training from step 0"
+        weights, optim_state, start = state_entries(
+            load_torch_state(ckpt, hint), ckpt, ("model", "optim", "step"), hint
+        )
+        load_module_state(model, weights, ckpt, hint)
+        load_module_state(optim, optim_state, ckpt, hint)
     log_path = out / "log.jsonl"
     if start == 0 and log_path.exists():
         log_path.unlink()
