@@ -20,6 +20,7 @@ from tqdm import tqdm
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from reasoner.config_io import Config
+from reasoner.models.torch_state import load_module_state, load_torch_state, state_entries
 from reasoner.step_format import StepFormat
 from reasoner.synthetic import load_split
 from reasoner.training.schedule import warmup_cosine_lr
@@ -176,14 +177,17 @@ def train_policy(
     start = 0
     ckpt = out / "checkpoint.pt"
     if cfg.init_from and not ckpt.exists():  # a new stage: previous weights, fresh optimizer
-        model.load_state_dict(
-            torch.load(Path(cfg.init_from) / "checkpoint.pt", weights_only=False)["model"]
+        source = Path(cfg.init_from) / "checkpoint.pt"
+        hint = "init_from must name a train-policy out_dir this version wrote"
+        [weights] = state_entries(load_torch_state(source, hint), source, ("model",), hint)
+        load_module_state(model, weights, source, hint)
+    if ckpt.exists():  # resume (tensors and plain values only: no code runs from the file)
+        hint = f"delete {ckpt} to restart the run from step 0"
+        weights, optim_state, start = state_entries(
+            load_torch_state(ckpt, hint), ckpt, ("model", "optim", "step"), hint
         )
-    if ckpt.exists():  # resume
-        state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["model"])
-        optim.load_state_dict(state["optim"])
-        start = state["step"]
+        load_module_state(model, weights, ckpt, hint)
+        load_module_state(optim, optim_state, ckpt, hint)
     log_path = out / "loss.jsonl"
     if start == 0 and log_path.exists():
         log_path.unlink()
