@@ -109,8 +109,8 @@ def read_json_object(path: Path) -> dict[str, Any]:
         raise ReasonerError(f"{path}: cannot be read: {err.strerror or err}") from err
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ReasonerError(f"{path}: not valid JSON, {CORRUPT}: {err}") from err
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, a 5000-digit number, [[[[...
+        raise ReasonerError(f"{path}: not valid JSON, {CORRUPT}: {one_line(err)}") from err
     if not isinstance(data, dict):
         raise ReasonerError(f"{path}: expected a JSON object, got a {type(data).__name__}")
     return data

@@ -31,7 +31,7 @@ def load_torch_state(path: Path, restart: str) -> Any:
             f"writes them (reading it would run code from it, or it is corrupt: "
             f"{_refusal_detail(err)}); {restart}"
         ) from err
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
+    except Exception as err:  # garbage makes the unpickler raise IndexError, KeyError, ...
         raise ReasonerError(
             f"{path}: truncated or corrupt ({type(err).__name__}: {err or 'empty file'}); {restart}"
         ) from err
