@@ -17,6 +17,7 @@ from typing import Any
 from reasoner.aggregation import check_aggregation
 from reasoner.config_io import SET_NONE, Config, check_min, did_you_mean, read_toml
 from reasoner.registry import available_strategies, get_strategy
+from reasoner.search import PRMUse
 from reasoner.step_format import get_step_format
 from reasoner.types import ReasonerError
 
@@ -96,8 +97,14 @@ class BenchConfig(Config):
                 raise ReasonerError(f"{key} is empty; give at least one")
             if len(set(map(str, values))) != len(values):
                 raise ReasonerError(f"{key} has duplicates: {values}")
+        real_prms = [p for p in self.prms if p != "none"]
         for s in self.strategies:
-            get_strategy(s)  # the registry's error names the available strategies
+            cls = get_strategy(s)  # the registry's error names the available strategies
+            if cls.prm is PRMUse.REQUIRED and not real_prms:  # its cells would silently vanish
+                raise ReasonerError(
+                    f"strategy {s!r} needs a PRM, and prms is {self.prms}: add one (e.g. "
+                    "'embedded') or drop the strategy"
+                )
         for s, opts in self.strategy_options.items():
             if s not in available_strategies():
                 raise ReasonerError(

@@ -462,3 +462,100 @@ def test_real_suites_smoke(suite, rel, sha, tiny_ckpt, tmp_path, monkeypatch):
     assert "**a subset**: problems 0-2" in md and sha[:12] in md
     assert (tmp_path / suite / "accuracy.png").stat().st_size > 10_000
     assert summary["cells"][0]["n"] == 3
+
+
+# ----------------------------------------------------------------------------------------------
+# One process per --out, settings that fail every row, hand-edited run files (#14)
+# ----------------------------------------------------------------------------------------------
+
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.write(fd, f"{os.getpid()}\\n".encode())
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_second_process_on_the_same_out_dir_is_refused_naming_the_holder(tiny_ckpt, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(out / ".lock")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(
+            ReasonerError, match=rf"{out} is in use by another bench process \(pid {holder.pid}\)"
+        ):
+            run_bench(tiny_cfg(tiny_ckpt, out, limit=1), progress=False)
+        assert not (out / RESULTS).exists()  # no row computed twice
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder was killed -9: its lock went with it, and the file left behind is taken over
+    assert (out / ".lock").read_text().strip() == str(holder.pid)
+    run_bench(tiny_cfg(tiny_ckpt, out, limit=1), progress=False)
+    assert len(read_jsonl(out / RESULTS)) == 2
+
+
+def test_a_setting_that_fails_every_prompt_is_one_error_before_any_row(tiny_ckpt, tmp_path):
+    """The gsm8k suite's chat-template format with a policy whose tokenizer has no chat template
+    failed every row (exit 0); now it is one error and nothing is run."""
+    out = tmp_path / "out"
+    cfg = tiny_cfg(tiny_ckpt, out, step_format={**FAST_FORMAT, "use_chat_template": True})
+    with pytest.raises(
+        ReasonerError,
+        match=r"cannot take the prompt of any of the 3 problems .*arith-test-0000: "
+        r"StepFormat.use_chat_template is set but the tokenizer has no chat template",
+    ):
+        run_bench(cfg, progress=False)
+    assert not (out / RESULTS).exists()
+
+
+def test_every_row_errored_exits_nonzero(tiny_ckpt, tmp_path, monkeypatch, capsys):
+    from reasoner import registry
+    from reasoner.search import PRMUse, Strategy
+
+    class Broken(Strategy):
+        name = "always_broken"
+        prm = PRMUse.UNUSED
+
+        def search(self, ctx):
+            raise RuntimeError("broken strategy")
+            yield
+
+    registry.available_strategies()
+    monkeypatch.setitem(registry._REGISTRY, "always_broken", Broken)
+    suite = tmp_path / "broken.toml"
+    suite.write_text(
+        f'dataset = "arith"\nlimit = 2\npolicy = "{tiny_ckpt}"\nprms = ["none"]\n'
+        'strategies = ["always_broken"]\nbudgets = [1]\n'
+        "policy_options = { threads = 1 }\nstep_format = { max_step_tokens = 6, max_steps = 3 }\n"
+    )
+    code, out, err = bench_cli([str(suite), "--out", str(tmp_path / "o"), "--quiet"], capsys)
+    assert code == 2 and "accuracy" in out  # the table is still printed
+    assert err.startswith("reasoner: error: every row of this run recorded an error")
+    assert err.count("\n") == 1
+
+
+def test_hand_edited_run_files_are_errors_naming_file_and_line(tiny_ckpt, tmp_path):
+    out = tmp_path / "out"
+    cfg = tiny_cfg(tiny_ckpt, out, limit=1, strategies=["best_of_n"], subsample=True)
+    run_bench(cfg, progress=False)
+    samples = out / "samples.jsonl"
+    row = json.loads(samples.read_text().splitlines()[0])
+    del row["budget"]
+    samples.write_text(json.dumps(row) + "\n")
+    (out / RESULTS).write_text("")  # so the samples are read again
+    with pytest.raises(
+        ReasonerError, match=r"samples.jsonl:1: not a sample row \(missing key 'budget'\)"
+    ):
+        run_bench(cfg, progress=False)
+    (out / "run.json").write_text("[1, 2]")
+    with pytest.raises(ReasonerError, match=r"run.json is not a run record"):
+        run_bench(cfg, progress=False)
+    (out / "run.json").write_bytes(b'{"config": "\xff"}')
+    with pytest.raises(ReasonerError, match=r"run.json is not valid JSON"):
+        run_bench(cfg, progress=False)

@@ -326,3 +326,88 @@ def test_train_prm_cli_refuses_a_cross_kind_config_in_one_line(capsys):
     assert main(["train-prm", "--config", path, "--kind", "evidence"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("reasoner: error:") and "is an option of kind 'lm'" in err
+
+
+# ----------------------------------------------------------------------------------------------
+# Values no run can use: refused by validate() before any work (#14)
+# ----------------------------------------------------------------------------------------------
+
+# (config class, key, bad value): every step / epoch / batch / learning-rate option and friends
+NON_POSITIVE = [
+    *[(PolicyTrainConfig, "steps", v) for v in (-5, 0)],
+    *[
+        (PolicyTrainConfig, key, 0)
+        for key in ("batch_size", "seq_len", "save_every", "log_every", "threads", "num_heads")
+    ],
+    (PolicyTrainConfig, "lr", 0.0),
+    (PolicyTrainConfig, "lr", -1e-3),
+    (PolicyTrainConfig, "lr", float("inf")),
+    (PolicyTrainConfig, "grad_clip", 0.0),
+    (PolicyTrainConfig, "warmup_steps", -1),
+    (PolicyTrainConfig, "beta2", 1.0),
+    (PolicyTrainConfig, "min_lr_ratio", 1.5),
+    (PolicyTrainConfig, "hidden_size", 30),  # not a multiple of num_heads
+    *[(cls, "epochs", v) for cls in (LMPRMTrainConfig, EvidencePRMTrainConfig) for v in (0, -5.0)],
+    *[
+        (cls, key, 0)
+        for cls in (LMPRMTrainConfig, EvidencePRMTrainConfig)
+        for key in ("batch_size", "eval_every", "save_every", "threads")
+    ],
+    (LMPRMTrainConfig, "lr", 0.0),
+    (EvidencePRMTrainConfig, "lr", -1.0),
+    (EvidencePRMTrainConfig, "val_fraction", 1.0),
+    (LMPRMTrainConfig, "limit", -1),
+    (LMPRMTrainConfig, "dtype", "float16"),
+    (LMPRMTrainConfig, "max_length", 0),
+    *[(LabelConfig, key, 0) for key in ("problems", "samples", "rollouts", "chunk")],
+    (LabelConfig, "samples", -3),
+    (LabelConfig, "temperature", -1.0),
+    (LabelConfig, "temperature", float("inf")),
+    (LabelConfig, "offset", -1),
+]
+
+
+@pytest.mark.parametrize(("cls", "key", "value"), NON_POSITIVE)
+def test_values_no_run_can_use_are_refused_naming_the_key(cls, key, value):
+    with pytest.raises(ReasonerError, match=rf"\b{key}\b.*(must|multiple)"):
+        cls(**{key: value})
+    with pytest.raises(ReasonerError, match=rf"\b{key}\b"):  # also through the file loader
+        cls.from_dict({key: value}, source="x.toml")
+
+
+@pytest.mark.parametrize("cls", [PolicyTrainConfig, LabelConfig, LMPRMTrainConfig, BenchConfig])
+def test_nan_is_refused_for_every_float_field(cls):
+    key = next(f for f, ann in typing_hints(cls).items() if ann is float or ann == (float | None))
+    with pytest.raises(
+        ReasonerError, match=rf"{key} must be a number.*got nan \(NaN is no value\)"
+    ):
+        cls.from_dict({key: float("nan")}, source="x.toml")
+
+
+def typing_hints(cls) -> dict[str, Any]:
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def test_train_policy_cli_refuses_non_positive_steps_before_any_work(tmp_path, capsys):
+    out = tmp_path / "never"
+    for steps in ("-5", "0"):
+        assert main(["train-policy", "--steps", steps, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"reasoner: error: train-policy: steps must be >= 1 and finite, got {steps}\n"
+    assert not out.exists()  # nothing written, nothing to --install
+
+
+def test_toml_files_with_a_byte_order_mark_or_bad_utf8(tmp_path):
+    path = tmp_path / "suite.toml"
+    path.write_bytes(b'\xef\xbb\xbfdataset = "arith"\nlimit = 3\n')
+    assert read_toml(path) == {"dataset": "arith", "limit": 3}
+    assert BenchConfig.from_toml(path).limit == 3
+    path.write_bytes(b'dataset = "ar\xffith"\n')
+    with pytest.raises(
+        ReasonerError, match=r"suite.toml: not UTF-8 text \(invalid start byte at byte 13\)"
+    ):
+        read_toml(path)

@@ -287,3 +287,47 @@ def test_arith_delegates_to_synthetic() -> None:
     expected = list(load_split("test"))[:3]
     assert load_dataset("arith", "test", limit=3) == expected
     assert ds.dataset_files("arith", "train") == []
+
+
+# ------------------------------------------------------------------------------------------
+# Byte-level trouble (#14): a byte-order mark, text that is not valid Unicode
+# ------------------------------------------------------------------------------------------
+
+GSM8K_LINE = {"question": "Ann has 2 pens. How many?", "answer": "work\n#### 2"}
+
+
+def test_a_byte_order_mark_before_the_first_record_is_accepted(tmp_path: Path) -> None:
+    (tmp_path / "gsm8k").mkdir()
+    line = json.dumps(GSM8K_LINE) + "\n"
+    (tmp_path / "gsm8k" / "test.jsonl").write_bytes(b"\xef\xbb\xbf" + (line * 2).encode())
+    problems = load_dataset("gsm8k", "test", data_dir=tmp_path)
+    assert [p.answer for p in problems] == ["2", "2"]
+    (tmp_path / "processbench").mkdir()
+    item = {"id": "a", "problem": "p", "steps": ["s"], "label": -1, "final_answer_correct": True}
+    (tmp_path / "processbench" / "gsm8k.json").write_bytes(
+        b"\xef\xbb\xbf" + json.dumps([item]).encode()
+    )
+    assert load_processbench("gsm8k", data_dir=tmp_path)[0].id == "a"
+
+
+def test_a_lone_surrogate_or_bad_utf8_is_an_error_naming_file_line_and_field(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "gsm8k").mkdir()
+    path = tmp_path / "gsm8k" / "test.jsonl"
+    bad = {**GSM8K_LINE, "question": "Ann has \\ud800 pens?"}
+    path.write_text(json.dumps(GSM8K_LINE) + "\n" + json.dumps(bad).replace("\\\\", "\\") + "\n")
+    with pytest.raises(
+        ReasonerError,
+        match=r"test.jsonl line 2: field 'question' is not valid Unicode text \(a lone surrogate",
+    ):
+        load_dataset("gsm8k", "test", data_dir=tmp_path)
+    (tmp_path / "processbench").mkdir()
+    (tmp_path / "processbench" / "math.json").write_bytes(b'[{"id": "\xff"}]')
+    with pytest.raises(ReasonerError, match=r"math.json: not valid UTF-8"):
+        load_processbench("math", data_dir=tmp_path)
+    item = {"id": "a", "problem": "p", "steps": ["ok", "\ud800"], "label": -1}
+    item["final_answer_correct"] = True
+    (tmp_path / "processbench" / "math.json").write_text(json.dumps([item]))
+    with pytest.raises(ReasonerError, match=r"record 0: field 'steps' item 1 is not valid Unicode"):
+        load_processbench("math", data_dir=tmp_path)

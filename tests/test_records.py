@@ -249,6 +249,25 @@ def test_io_errors(tmp_path: Path) -> None:
     assert read_records(tmp_path / "empty.jsonl") == []
 
 
+def test_byte_order_mark_and_lone_surrogates(tmp_path: Path) -> None:
+    path = tmp_path / "labels.jsonl"
+    line = json.dumps(make().to_dict(), ensure_ascii=False)
+    path.write_bytes(b"\xef\xbb\xbf" + f"{line}\n{line}\n".encode())  # an editor's BOM
+    assert [r.problem_id for r in read_records(path)] == ["p1", "p1"]
+    for field in ("problem", "gold", "problem_id"):
+        with pytest.raises(ReasonerError, match=rf"field '{field}': is not valid Unicode text"):
+            make(**{field: "2 + \ud800"})
+    with pytest.raises(ReasonerError, match="field 'steps': is not valid Unicode text"):
+        make(steps=["ok", "\udcff"])
+    data = make().to_dict()
+    path.write_text(json.dumps({**data, "problem": "x \ud800"}) + "\n")  # JSON "\ud800"
+    with pytest.raises(ReasonerError, match=r"labels.jsonl:1: field 'problem': is not valid"):
+        read_records(path)
+    with pytest.raises(ReasonerError, match="not JSON-serializable"):
+        append_records(tmp_path / "s.jsonl", [make(metadata={"note": "\ud800"})])
+    assert not (tmp_path / "s.jsonl").read_bytes()  # nothing half-written
+
+
 # ---------------------------------------------------------------------------- Math-Shepherd
 
 

@@ -32,16 +32,18 @@ def read_results(path: Path) -> list[ResultRow]:
     """Every row of a results file (none when it does not exist; a torn last line is skipped);
     a row that is not a result row is an error naming the file, the line and the key."""
     lines = list(iter_jsonl(path, "result row"))  # a corrupt line is named before a bad row
-    return [_row(path, n, data, ResultRow.from_dict) for n, data in lines]
+    return [_row(path, n, data, ResultRow.from_dict, "result") for n, data in lines]
 
 
 def read_samples(path: Path) -> list[SampleRow]:
     """Every sampling run stored in a samples file, checked like `read_results`."""
     lines = list(iter_jsonl(path, "sample row"))
-    return [_row(path, n, data, SampleRow.from_dict) for n, data in lines]
+    return [_row(path, n, data, SampleRow.from_dict, "sample") for n, data in lines]
 
 
-def _row(path: Path, line: int, data: dict[str, Any], build: Callable[[dict[str, Any]], T]) -> T:
+def _row(
+    path: Path, line: int, data: dict[str, Any], build: Callable[[dict[str, Any]], T], what: str
+) -> T:
     """`build(data)`, or an error naming the file, the line and the missing or bad key."""
     try:
         return build(data)
@@ -52,8 +54,7 @@ def _row(path: Path, line: int, data: dict[str, Any], build: Callable[[dict[str,
     except (TypeError, ValueError) as err:
         problem = f"{type(err).__name__}: {err}"
     raise ReasonerError(
-        f"{path}:{line}: not a {'sample' if build is SampleRow.from_dict else 'result'} row "
-        f"({problem}); delete that line (or the file) and rerun"
+        f"{path}:{line}: not a {what} row ({problem}); delete that line (or the file) and rerun"
     )
 
 

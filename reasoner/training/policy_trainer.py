@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from reasoner.config_io import Config
+from reasoner.config_io import Config, check_min
 from reasoner.models.torch_state import load_module_state, load_torch_state, state_entries
 from reasoner.step_format import StepFormat
 from reasoner.synthetic import load_split
@@ -58,6 +58,32 @@ class PolicyTrainConfig(Config):
     threads: int = 2
     # a previous run's out_dir: continue from its weights and tokenizer
     init_from: str | None = None
+
+    def validate(self) -> None:
+        """Every size, count and step option >= 1, a positive learning rate and clip, ratios and
+        betas in range: a run that would train nothing (steps <= 0) is refused before any work."""
+        sizes = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads")
+        counts = ("max_position_embeddings", "seq_len", "batch_size", "steps", "save_every")
+        for key in (*sizes, *counts, "log_every", "threads"):
+            check_min(self, key, 1, prefix="train-policy: ")
+        for key in ("lr", "grad_clip"):
+            check_min(self, key, 0.0, strict=True, prefix="train-policy: ")
+        for key in ("warmup_steps", "train_problems", "weight_decay", "min_ops"):
+            check_min(self, key, 0, prefix="train-policy: ")
+        for key in ("min_lr_ratio", "beta1", "beta2"):
+            value = getattr(self, key)
+            top = "1]" if key == "min_lr_ratio" else "1)"  # a beta of 1 never forgets
+            if not 0.0 <= value <= 1.0 or (top == "1)" and value == 1.0):
+                raise ReasonerError(f"train-policy: {key} must be in [0, {top}, got {value!r}")
+        if self.max_ops < self.min_ops:
+            raise ReasonerError(
+                f"train-policy: max_ops ({self.max_ops}) is below min_ops ({self.min_ops})"
+            )
+        if self.hidden_size % self.num_heads:
+            raise ReasonerError(
+                f"train-policy: hidden_size ({self.hidden_size}) must be a multiple of "
+                f"num_heads ({self.num_heads})"
+            )
 
 
 def training_text_ids(

@@ -218,7 +218,9 @@ class LabeledSolution:
             if name not in data:
                 raise _field_error(name, "missing")
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known and k not in _DERIVED})
+        fields = {k: v for k, v in data.items() if k in known and k not in _DERIVED}
+        fields.setdefault("gold", None)  # a record may not know its gold answer
+        return cls(**fields)
 
 
 def append_records(
