@@ -6,14 +6,18 @@ Rollout in rollout mode, however many leaves the tick carries):
 1. Selection. Up to `parallel` times, descend from the root choosing the child maximizing
    PUCT = Q + c_puct * P * sqrt(N_parent) / (1 + N_child), where Q = value_sum / visits,
    P = the child's prior and N_parent = the sum of the children's visits. A descent stops at a
-   leaf (an evaluated, not yet expanded, non-terminal node) or at a terminal node. Every descent
+   leaf (an evaluated, not yet expanded, non-terminal node), at a terminal node, or (option
+   `widen` > 0, progressive widening) at an expanded node n with k * e(n) < widen *
+   sqrt(N(n)), e(n) = how many times n was expanded: n is then expanded again. Every descent
    adds a virtual loss (one visit of value 0) along its path for the rest of the tick, so the next
    descent is pushed elsewhere; a descent reaching a terminal node just backs up that node's
    value right away (no model call); one reaching a leaf already chosen this tick is dropped
    (its virtual loss stays, which moves later descents away).
 2. Expansion. Every chosen leaf gets k children in one Expand request. Children that repeat an
    earlier sibling's exact tokens are marked `meta["duplicate_of"]` and stay out of the search (a
-   repeated sample is not a new action; it would split the branch's statistics).
+   repeated sample is not a new action; it would split the branch's statistics). A widened node
+   gets k more samples the same way (repeats of its earlier children are duplicates too);
+   `meta["mcts_widened"]` counts its extra expansions.
 3. Evaluation. Every new child c is evaluated once, when created:
    - leaf_value "prm": v(c) = the aggregated PRM score of the chain root..c (context
      aggregation: min / prod / last / mean), so a value is a judgement of the whole chain, not
@@ -24,7 +28,8 @@ Rollout in rollout mode, however many leaves the tick carries):
      chain score.
    Priors of the new children (option `prior`): "uniform" = 1/k; "prm" = softmax of the
    children's own PRM step scores / prior_temperature; "policy" = softmax of the children's
-   length-normalized policy log-probabilities / prior_temperature.
+   length-normalized policy log-probabilities / prior_temperature. A widened node's priors are
+   recomputed over all its children, old and new, so they still sum to 1.
 4. Backup. Each new child gets visits = 1 and value_sum = v(c); the leaf and every ancestor up to
    the root get visits += (number of new children) and value_sum += sum of their v(c). A terminal
    node re-selected backs up its stored value v(T) once along its path. Hence, at every moment,
@@ -47,6 +52,16 @@ one expansion (at least one, at most `parallel`), so the overshoot stays below o
 (plus one completion). In rollout mode an expansion costs k rollouts, so the root's expansion
 samples min(k, N) children and the overshoot is below k solutions' worth. The summary is stored in `root.meta["mcts"]`.
 
+Without widening (widen = 0, the default) the search can stop short of its budget, and on the
+arith curve it mostly does (benchmarks/results/CURVES.md: 3,661 policy tokens at N = 64 against
+~6,100 for the others): every node is expanded once, and with a low-entropy policy most of its
+k samples repeat a sibling, so the tree runs out of open leaves (in a pilot at N = 64, 9 of 16
+problems stopped so, with 30-50 % of the generated tokens duplicates); or every descent of a
+tick ends at a finished chain (re-backing up a terminal costs nothing) until MAX_DESCENTS, so
+the tick chooses no leaf. Either way the search ends. With widen > 0 terminal backups raise the
+visits above them until an ancestor widens, and an exhausted tree widens, so the search spends
+its budget (pilot, 30 arith test problems: 0 of 30 under budget with widen = 1).
+
 Final pick (option `final`): "visits" = descend from the root by most visits (ties: higher Q,
 then the earlier child); "value" = descend by highest Q (ties: more visits). If the descent ends
 at an unexpanded node, the best-scored terminal below it (a rollout) is taken, else it is
@@ -56,7 +71,8 @@ aggregated chain scores, returning the winning answer's best-scored chain.
 
 Options: k (int >= 1, default 4), c_puct (>= 0, default 1.0), prior ("uniform" | "prm" |
 "policy", default "prm"), prior_temperature (> 0, default 1.0), leaf_value ("prm" | "rollout"),
-parallel (int >= 1, default 4), final ("visits" | "value" | "vote").
+parallel (int >= 1, default 4), final ("visits" | "value" | "vote"), widen (>= 0, default 0:
+each node is expanded once).
 """
 
 from __future__ import annotations
@@ -89,6 +105,7 @@ LEAF_VALUES = ("prm", "rollout")
 FINAL_MODES = ("visits", "value", "vote")
 VALUE = "mcts_value"  # meta key: the node's own evaluation v(n)
 EXPANDED = "mcts_expanded"  # meta key: the node's children were generated
+WIDENED = "mcts_widened"  # meta key: how many times an expanded node was expanded again
 MAX_DESCENTS = 4096  # selection descents per tick, at most
 
 
@@ -135,11 +152,25 @@ def puct_child(tree: StepTree, node: Node, c_puct: float, virtual: dict[int, int
     return best
 
 
-def select(tree: StepTree, c_puct: float, virtual: dict[int, int]) -> list[Node]:
-    """The path root..x where x is the first terminal or unexpanded node on the PUCT descent."""
+def expansions(node: Node) -> int:
+    """How many times the node's children were sampled (0: a leaf)."""
+    return (1 + node.meta.get(WIDENED, 0)) if node.meta.get(EXPANDED) else 0
+
+
+def widens(node: Node, k: int, widen: float) -> bool:
+    """Progressive widening: an expanded node is sampled again while k * (its expansions) <
+    widen * sqrt(its visits) (never with widen = 0)."""
+    return widen > 0 and k * expansions(node) < widen * math.sqrt(node.visits)
+
+
+def select(
+    tree: StepTree, c_puct: float, virtual: dict[int, int], k: int = 1, widen: float = 0.0
+) -> list[Node]:
+    """The path root..x where x is the first terminal, unexpanded or widening node on the PUCT
+    descent."""
     node = tree.root
     path = [node]
-    while not node.terminal and node.meta.get(EXPANDED):
+    while not node.terminal and node.meta.get(EXPANDED) and not widens(node, k, widen):
         child = puct_child(tree, node, c_puct, virtual)
         if child is None:  # expanded but nothing usable came back
             break
@@ -156,11 +187,14 @@ def backup(path: list[Node], values: list[float]) -> None:
         n.value_sum += total
 
 
-def open_leaves(tree: StepTree) -> list[Node]:
-    """Evaluated nodes that can still be expanded (the root before its first expansion)."""
-    nodes = [tree.root] if not tree.root.meta.get(EXPANDED) else []
+def open_leaves(tree: StepTree, widening: bool = False) -> list[Node]:
+    """Evaluated nodes that can still be expanded (the root before its first expansion); with
+    widening, expanded ones too (they can be sampled again)."""
+    nodes = [tree.root] if widening or not tree.root.meta.get(EXPANDED) else []
     nodes += [
-        n for n in tree.nodes if VALUE in n.meta and not n.terminal and EXPANDED not in n.meta
+        n
+        for n in tree.nodes
+        if VALUE in n.meta and not n.terminal and (widening or EXPANDED not in n.meta)
     ]
     return [n for n in nodes if not n.terminal]
 
@@ -216,6 +250,7 @@ class MCTS(Strategy):
         "leaf_value": "prm",
         "parallel": 4,
         "final": "visits",
+        "widen": 0.0,
     }
 
     def validate(self) -> None:
@@ -224,6 +259,7 @@ class MCTS(Strategy):
         check_int(self.name, "parallel", cfg["parallel"], 1)
         check_number(self.name, "c_puct", cfg["c_puct"], 0.0)
         check_number(self.name, "prior_temperature", cfg["prior_temperature"], 0.0, strict=True)
+        check_number(self.name, "widen", cfg["widen"], 0.0)
         check_choice(self.name, "prior", cfg["prior"], PRIORS)
         check_choice(self.name, "leaf_value", cfg["leaf_value"], LEAF_VALUES)
         check_choice(self.name, "final", cfg["final"], FINAL_MODES)
@@ -286,7 +322,8 @@ class MCTS(Strategy):
     def _choose_leaves(self, ctx: SearchContext, want: int, info: dict) -> list[list[Node]]:
         """Selection for one tick: up to `want` distinct leaf paths; terminals backed up inline."""
         tree = ctx.tree
-        want = min(want, len(open_leaves(tree)))
+        k, widen = self.config["k"], self.config["widen"]
+        want = min(want, len(open_leaves(tree, widening=widen > 0)))
         if want == 0:
             return []
         c_puct = self.config["c_puct"]
@@ -299,7 +336,7 @@ class MCTS(Strategy):
         for _ in range(MAX_DESCENTS):
             if len(chosen) >= want:
                 break
-            path = select(tree, c_puct, virtual)
+            path = select(tree, c_puct, virtual, k, widen)
             end = path[-1]
             if end.terminal:
                 if VALUE not in end.meta:  # the root itself closed: nothing left to search
@@ -325,9 +362,12 @@ class MCTS(Strategy):
         info["expansions"] += len(leaves)
         new: list[list[Node]] = []
         for leaf, children in zip(leaves, results):
+            # a widened node's new samples repeat its earlier children's tokens as duplicates
+            seen = {tuple(c.token_ids): c.id for c in search_children(tree, leaf)}
+            if leaf.meta.get(EXPANDED):
+                leaf.meta[WIDENED] = leaf.meta.get(WIDENED, 0) + 1
             leaf.meta[EXPANDED] = True
             kids: list[Node] = []
-            seen: dict[tuple[int, ...], int] = {}
             for c in unique(children):
                 if c is leaf:  # nothing was generated: the controller closed the leaf itself
                     continue
@@ -352,7 +392,8 @@ class MCTS(Strategy):
         if children:
             yield Score(unique(ends[c.id] for c in children))
         for path, kids in zip(paths, new):
-            set_priors(kids, cfg["prior"], cfg["prior_temperature"])
+            earlier = search_children(tree, path[-1])  # a widened node's (kids have no value yet)
+            set_priors(earlier + kids, cfg["prior"], cfg["prior_temperature"])
             values = []
             for c in kids:
                 v = ctx.chain_score(ends[c.id])

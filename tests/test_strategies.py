@@ -136,6 +136,7 @@ def test_new_strategies_are_registered():
         ("mcts", {"prior_temperature": 0}, "'prior_temperature' must be a number > 0"),
         ("mcts", {"parallel": 0}, "'parallel' must be an integer >= 1"),
         ("mcts", {"k": 2.5}, "'k' must be an integer >= 1"),
+        ("mcts", {"widen": -1}, "'widen' must be a number >= 0"),
         ("beam", {"beam_width": 2}, r"unknown option\(s\) \['beam_width'\]; valid: \['lookahead'"),
     ],
 )
@@ -357,11 +358,12 @@ def check_mcts_statistics(tree):
     return searched
 
 
+@pytest.mark.parametrize("widen", [0.0, 1.5])
 @pytest.mark.parametrize("leaf_value", ["prm", "rollout"])
 @pytest.mark.parametrize("final", ["visits", "value", "vote"])
-def test_mcts_backup_keeps_visits_and_values_consistent(leaf_value, final):
+def test_mcts_backup_keeps_visits_and_values_consistent(leaf_value, final, widen):
     world = Scripted(depth=4, dup_every=5)
-    strategy = make("mcts", leaf_value=leaf_value, final=final, k=3, parallel=3)
+    strategy = make("mcts", leaf_value=leaf_value, final=final, k=3, parallel=3, widen=widen)
     pick, tree, world = drive(strategy, budget=16, world=world)
     searched = check_mcts_statistics(tree)
     # values are aggregated PRM scores of the chain (prm) or of the rolled-out terminal (rollout)
@@ -376,7 +378,7 @@ def test_mcts_backup_keeps_visits_and_values_consistent(leaf_value, final):
     assert any(n.meta.get("duplicate_of") for n in tree.nodes)
     assert not any("mcts_value" in n.meta for n in tree.nodes if n.meta.get("duplicate_of"))
     info = tree.root.meta["mcts"]
-    if leaf_value == "prm":  # finished chains were re-selected and backed up
+    if leaf_value == "prm" and not widen:  # finished chains were re-selected and backed up
         assert info["terminal_backups"] > 0
     assert pick.node.terminal and pick.reason == "finished"
     if final == "visits":
@@ -401,11 +403,12 @@ def test_mcts_batches_several_leaves_per_tick_with_virtual_loss():
     check_mcts_statistics(tree)
 
 
+@pytest.mark.parametrize("widen", [0.0, 1.0])
 @pytest.mark.parametrize("budget", [2, 8, 32])
 @pytest.mark.parametrize("leaf_value", ["prm", "rollout"])
-def test_mcts_spends_about_n_solutions_worth_of_tokens(budget, leaf_value):
+def test_mcts_spends_about_n_solutions_worth_of_tokens(budget, leaf_value, widen):
     world = Scripted(depth=4, step_len=5)
-    strategy = make("mcts", k=4, parallel=4, leaf_value=leaf_value)
+    strategy = make("mcts", k=4, parallel=4, leaf_value=leaf_value, widen=widen)
     pick, tree, world = drive(strategy, budget=budget, world=world)
     solution = 4 * 5  # every complete chain is 4 steps of 5 tokens here
     info = tree.root.meta["mcts"]
@@ -414,6 +417,34 @@ def test_mcts_spends_about_n_solutions_worth_of_tokens(budget, leaf_value):
     one_expansion = 4 * (solution if leaf_value == "rollout" else 5)
     assert budget * solution <= spent < budget * solution + one_expansion + solution
     assert generated_tokens(tree) <= spent + solution  # + at most one greedy completion
+
+
+@pytest.mark.parametrize("leaf_value", ["prm", "rollout"])
+def test_mcts_widening_spends_the_budget_of_an_exhausted_tree(leaf_value):
+    # every second sample repeats the one before: k = 4 samples give 2 distinct children, so the
+    # tree of depth 4 is exhausted after 15 expansions (300 of the 640 tokens N = 32 allows)
+    def run(widen):
+        world = Scripted(depth=4, step_len=5, dup_every=2)
+        strategy = make("mcts", k=4, parallel=4, leaf_value=leaf_value, widen=widen)
+        return drive(strategy, budget=32, world=world)
+
+    _, tree, _ = run(0.0)
+    info = tree.root.meta["mcts"]
+    assert info["tokens_generated"] < info["token_budget"]  # the old rule stops short
+    assert not any("mcts_widened" in n.meta for n in tree.nodes)
+    pick, tree, _ = run(1.0)
+    info = tree.root.meta["mcts"]
+    assert info["token_budget"] <= info["tokens_generated"] < info["token_budget"] + 4 * 20 + 20
+    widened = [n for n in tree.nodes if n.meta.get("mcts_widened")]
+    assert widened and pick.node.terminal and pick.reason == "finished"
+    check_mcts_statistics(tree)  # visits, values and priors stay consistent after widening
+    for n in widened:
+        kids = [c for c in tree.children(n) if "mcts_value" in c.meta]
+        assert len(kids) > 2  # new actions joined the search
+        assert len({tuple(c.token_ids) for c in kids}) == len(kids)  # repeats stay out
+        expansions = 1 + n.meta["mcts_widened"]
+        sampled = [c for c in tree.children(n) if not c.meta.get("rollout")]
+        assert len(sampled) == 4 * expansions  # k samples per expansion (duplicates included)
 
 
 def test_mcts_priors_follow_the_option():
@@ -476,6 +507,7 @@ E2E = [
     ("dvts", {"width": 2, "final": "weighted"}),
     ("mcts", {"k": 2, "parallel": 2}),
     ("mcts", {"k": 2, "leaf_value": "rollout", "final": "vote", "prior": "policy"}),
+    ("mcts", {"k": 2, "widen": 1.0, "final": "value"}),
 ]
 
 
