@@ -125,7 +125,7 @@ class PluginRegistry(Generic[T]):
                 )
                 continue
             self.add_found(ep.name, plugin)
-        if self.fallback is not None:  # TEMP-G: flip to `and not self.own_entry_points` at the end
+        if self.fallback is not None and not self.own_entry_points:
             self.fallback(self)
 
     def reset(self) -> None:

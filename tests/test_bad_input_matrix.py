@@ -459,3 +459,37 @@ def test_install_refuses_an_unfinished_checkpoint_and_swaps_whole(env, tmp_path,
         env["ckpt"] / "model.safetensors"
     ).read_bytes()
     assert sorted(p.name for p in slot.parent.iterdir()) == ["policy"]  # no staging left
+
+
+FALLBACK_PROBE = """
+import sys
+sys.path.insert(0, sys.argv[1])  # the decoy directory first, as `python -m` puts the cwd
+import reasoner.plugins as plugins
+plugins.entry_points = lambda group: []  # a source tree that is not installed
+from reasoner.registry import STRATEGIES, available_strategies
+names = available_strategies()
+print(",".join(names), STRATEGIES.own_entry_points)
+"""
+
+
+def test_the_source_tree_fallback_scans_the_package_beside_reasoner_only_when_needed(tmp_path):
+    from reasoner.plugins import PluginRegistry
+
+    (tmp_path / "strategies").mkdir()
+    (tmp_path / "strategies" / "__init__.py").write_text("raise RuntimeError('decoy imported')")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", FALLBACK_PROBE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names, own = proc.stdout.split()
+    assert {"beam", "best_of_n", "greedy"} <= set(names.split(",")) and own == "0"
+    # installed (this checkout is): the entry points are used and no folder is scanned
+    scanned = []
+    registry = PluginRegistry("reasoner.strategies", "strategy", fallback=scanned.append)
+    assert "beam" in registry.names() and registry.own_entry_points > 0 and scanned == []

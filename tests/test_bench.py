@@ -511,7 +511,9 @@ def test_a_setting_that_fails_every_prompt_is_one_error_before_any_row(tiny_ckpt
         r"StepFormat.use_chat_template is set but the tokenizer has no chat template",
     ):
         run_bench(cfg, progress=False)
-    assert not (out / RESULTS).exists()
+    assert not (out / RESULTS).exists() and not (out / "run.json").exists()
+    run_bench(tiny_cfg(tiny_ckpt, out), progress=False)  # fixed settings: the dir is free
+    assert len(read_jsonl(out / RESULTS)) == 6
 
 
 def test_every_row_errored_exits_nonzero(tiny_ckpt, tmp_path, monkeypatch, capsys):

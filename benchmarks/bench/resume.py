@@ -120,9 +120,9 @@ def read_run_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def prepare_out_dir(cfg: BenchConfig, meta: dict[str, Any]) -> Path:
-    """Create the output dir, or check an existing run there is compatible; write run.json
-    (with the history of every invocation that added to it)."""
+def check_out_dir(cfg: BenchConfig, meta: dict[str, Any]) -> None:
+    """Check that a run already in the output dir is compatible with `meta` and add its history
+    to `meta`; nothing is written (a run refused later leaves the directory as it was)."""
     out = Path(cfg.out_dir)
     meta_path = out / RUN_JSON
     if meta_path.exists():
@@ -148,6 +148,13 @@ def prepare_out_dir(cfg: BenchConfig, meta: dict[str, Any]) -> Path:
         meta["first_started"] = meta["started"]
     history.append({k: meta.get(k) for k in HISTORY_KEYS})
     meta["history"] = history
+
+
+def write_run_json(cfg: BenchConfig, meta: dict[str, Any]) -> Path:
+    """Write `meta` (checked by `check_out_dir`) as the output dir's run.json (creating the dir),
+    with the history of every invocation that added to it; returns the dir."""
+    out = Path(cfg.out_dir)
+    meta_path = out / RUN_JSON
     try:
         out.mkdir(parents=True, exist_ok=True)
         tmp = meta_path.with_suffix(".json.tmp")

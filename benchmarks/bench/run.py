@@ -33,11 +33,12 @@ from benchmarks.bench.replay import (
 from benchmarks.bench.resume import (
     RESULTS,
     SAMPLES,
+    check_out_dir,
     finished_keys,
     latest_rows,
-    prepare_out_dir,
     read_results,
     read_samples,
+    write_run_json,
 )
 from benchmarks.bench.robust import error_text, solve_robustly
 from benchmarks.bench.rows import grade_solution
@@ -109,13 +110,19 @@ def _run_locked(
     progress: bool,
 ) -> dict[str, Any]:
     """run_bench's work, under the output directory's lock."""
-    out = prepare_out_dir(cfg, meta)
+    check_out_dir(cfg, meta)
+    out = Path(cfg.out_dir)
     results_path, samples_path = out / RESULTS, out / SAMPLES
     repair_tail(results_path)
     repair_tail(samples_path)
 
     done = finished_keys(read_results(results_path), cfg.retry_errors)
     todo_total = sum((p.id, c.key()) not in done for p in problems for c in cells)
+    models = ModelCache(cfg)
+    if todo_total:  # a setting that fails every row is one error now, not one per row
+        todo = [p for p in problems if any((p.id, c.key()) not in done for c in cells)]
+        check_prompts(models.policy(), todo)
+    write_run_json(cfg, meta)  # only for a run that goes ahead
     total = len(cells) * len(problems)
     if progress:
         print(
@@ -123,10 +130,6 @@ def _run_locked(
             f"configs, {total} rows ({total - todo_total} already done) -> {out}",
             file=sys.stderr,
         )
-    models = ModelCache(cfg)
-    if todo_total:  # a setting that fails every row is one error now, not one per row
-        todo = [p for p in problems if any((p.id, c.key()) not in done for c in cells)]
-        check_prompts(models.policy(), todo)
     bar = tqdm(
         total=total,
         initial=total - todo_total,
