@@ -41,11 +41,12 @@ Approach to Inference-Time Scaling of LLMs using Particle-Based Monte Carlo Meth
   softmax, budget = the number of particles.
 - Puri et al. and its_hub resample at every step; here only when the live particles' ESS falls
   below tau (the classical adaptive rule), by default systematically (lower variance). tau = 1
-  with "multinomial" is their every-step multinomial scheme.
+  with "multinomial" is their every-step multinomial scheme, except that exactly equal weights
+  are left alone.
 - its_hub weighs a particle by the logit of its PRM score (softmax of logits, no temperature) and
-  resamples all particles, finished ones included, so a finished chain can be dropped or copied
-  and the copies re-extended after truncation; here finished particles are absorbing (4.). Its
-  final pick is the heaviest particle ("best" here); "vote" is the weighted answer vote.
+  resamples all particles, finished ones included, so a finished chain can be dropped or copied;
+  here finished particles are absorbing (4.). Its final pick is the heaviest particle ("best"
+  here); "vote" is the weighted answer vote.
 
 Records: each new step's `meta["particle_filter"] = {"round", "log_weight"}`; the root's
 `meta["particle_filter"]["rounds"]` lists per round the live count, ESS, whether it resampled,
