@@ -66,6 +66,13 @@ def run_in_process(args: list[str]) -> None:
         assert main(args) == 0
 
 
+def cut_at_random_byte(path: Path, seed: int) -> None:
+    """Cut an append-only file to a random prefix: every prefix is what some kill -9 leaves (a
+    kill mid-write included), however fast the writes that a poll cannot catch between."""
+    data = path.read_bytes() if path.exists() else b""
+    path.write_bytes(data[: random.Random(seed).randint(0, len(data))])
+
+
 def lines(path: Path) -> int:
     try:
         return path.read_bytes().count(b"\n")
@@ -76,7 +83,7 @@ def lines(path: Path) -> int:
 def kill_at_random_point(args: list[str], cwd: Path, watch: Path, total: int, seed: int) -> None:
     """Run the command as a process and kill -9 it at a random point of its progress: once
     `watch` holds a random number of lines in [0, total) (an uninterrupted run writes `total`),
-    after a random few milliseconds more (it may have finished: a rerun must cope with that)."""
+    at once or a random few milliseconds later (it may have finished: a rerun copes)."""
     rng = random.Random(seed)
     target = rng.randrange(total)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
@@ -91,7 +98,7 @@ def kill_at_random_point(args: list[str], cwd: Path, watch: Path, total: int, se
     while (not watch.exists() or lines(watch) < target) and proc.poll() is None:
         assert time.time() < deadline, "the killed run made no progress"
         time.sleep(0.005)
-    time.sleep(rng.uniform(0.0, 0.05))
+    time.sleep(rng.choice([0.0, rng.uniform(0.0, 0.05)]))  # at once: mid-write, often
     proc.send_signal(signal.SIGKILL)
     _, err = proc.communicate()
     assert proc.returncode in (0, -signal.SIGKILL), err.decode()[-3000:]
@@ -112,6 +119,9 @@ def test_label(ckpt, tmp_path, seed):
     run_in_process(args(tmp_path / "ref" / "r.jsonl"))
     killed = tmp_path / "killed" / "r.jsonl"
     kill_at_random_point(args(killed), tmp_path, killed, lines(tmp_path / "ref" / "r.jsonl"), seed)
+    run_in_process(args(killed))
+    assert killed.read_bytes() == (tmp_path / "ref" / "r.jsonl").read_bytes()
+    cut_at_random_byte(killed, seed)  # e.g. between two records of one problem
     run_in_process(args(killed))
     assert killed.read_bytes() == (tmp_path / "ref" / "r.jsonl").read_bytes()
 
@@ -196,6 +206,8 @@ def test_bench(ckpt, tmp_path, seed):
     killed = tmp_path / "killed"
     total = lines(tmp_path / "ref" / "results.jsonl")
     kill_at_random_point(args(killed), tmp_path, killed / "results.jsonl", total, seed)
+    run_in_process(args(killed))
+    cut_at_random_byte(killed / "results.jsonl", seed)
     run_in_process(args(killed))
     for name in ("results.jsonl", "samples.jsonl"):
         assert jsonl(killed / name) == jsonl(tmp_path / "ref" / name), name

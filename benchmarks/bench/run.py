@@ -11,7 +11,7 @@ Cells searched directly run first, then the replayed ones (see `replay`).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -55,6 +55,19 @@ def iter_batches(items: Sequence[T], size: int) -> Iterator[list[T]]:
     """Consecutive slices of at most `size` items."""
     for i in range(0, len(items), size):
         yield list(items[i : i + size])
+
+
+def batches_to_run(
+    problems: list[Problem], size: int, unfinished: Callable[[Problem], bool]
+) -> Iterator[list[Problem]]:
+    """The batches of an uninterrupted run (consecutive slices of all the problems) that hold
+    an unfinished problem, each whole. A resumed run so solves every problem in the batch an
+    uninterrupted one does: batched PRM scores and the per-problem share of a batched call's
+    tokens depend on the batch, and a resumed run must write the uninterrupted run's rows (a
+    partly finished batch costs its finished problems' search again; only the rest is written)."""
+    for batch in iter_batches(problems, size):
+        if any(unfinished(p) for p in batch):
+            yield batch
 
 
 class RowWriter:
@@ -175,11 +188,12 @@ def _search_cell(
         strategy_options=cfg.strategy_options.get(cell.strategy, {}),
     )
     writer.bar.set_description(f"{cell.strategy} N={cell.budget} prm={Path(cell.prm).name}")
-    for batch in iter_batches(todo, cfg.batch_size):
+    for batch in batches_to_run(problems, cfg.batch_size, lambda p: not writer.is_done(p, cell)):
         visible = [p.without_answer() for p in batch]
         sols = solve_robustly(reasoner.solve_batch, visible, cell.strategy)
         for p, sol in zip(batch, sols):
-            writer.write(p, cell, sol)
+            if not writer.is_done(p, cell):
+                writer.write(p, cell, sol)
 
 
 def _replay_cells(
@@ -213,7 +227,7 @@ def _replay_cells(
             for p in todo:
                 if (p.id, source) in stored:
                     _derive(cfg, p, its_cells, stored[(p.id, source)], writer)
-            to_sample = [p for p in todo if (p.id, source) not in stored]
+            to_sample = {p.id for p in todo if (p.id, source) not in stored}
             if not to_sample:
                 continue
             policy, prm = models.policy(), models.prm(source.prm)
@@ -228,9 +242,15 @@ def _replay_cells(
             writer.bar.set_description(
                 f"sampling N={n_max} prm={Path(source.prm).name} seed={source.seed}"
             )
-            for batch in iter_batches(to_sample, cfg.batch_size):
+
+            def unsampled(p: Problem, ids: set[str] = to_sample) -> bool:
+                return p.id in ids
+
+            for batch in batches_to_run(problems, cfg.batch_size, unsampled):
                 sols = solve_robustly(solve_batch, batch, sampler.name)
                 for p, sol in zip(batch, sols):
+                    if not unsampled(p):  # stored already (or needs no row)
+                        continue
                     sample = SampleRow.of(p, source, n_max, sol, policy, prm)
                     append_jsonl(sfh, [sample.to_dict()])
                     _derive(cfg, p, its_cells, sample, writer)
