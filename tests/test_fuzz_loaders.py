@@ -204,12 +204,6 @@ def test_step_format_files(path, data):
     fine(get_step_format, str(fmt))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="StepFormat.from_toml (reasoner/step_format.py, not this task's file) reads with "
-    "tomllib.load and refuses a byte-order mark; reading through reasoner.config_io.read_toml "
-    "accepts it like every other TOML file",
-)
 def test_a_step_format_file_with_a_byte_order_mark_is_accepted(path):
     fmt = path.with_suffix(".toml")
     fmt.write_bytes(BOM + b"max_steps = 5\n")
