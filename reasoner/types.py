@@ -27,6 +27,13 @@ class Problem:
             raise ReasonerError(f"problem text must be a string, got {type(self.text).__name__}")
         if not self.text.strip():
             raise ReasonerError("problem text is empty")
+        try:
+            self.text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ReasonerError(
+                f"problem text is not valid Unicode text (a lone surrogate at character "
+                f"{err.start})"
+            ) from None
         if self.answer is not None and not isinstance(self.answer, str):
             self.answer = str(self.answer)
         self.id = str(self.id)

@@ -400,11 +400,6 @@ def test_python_api_bad_inputs(env, tmp_path):
         BenchConfig.from_dict({"budgets": [1.5]})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the lone-surrogate check in Problem.__post_init__ (reasoner/types.py, not "
-    "this task's file): today the tokenizer raises a TypeError",
-)
 def test_a_lone_surrogate_in_a_python_problem_is_a_clear_error(env):
     from reasoner import Reasoner
 

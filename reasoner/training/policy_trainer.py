@@ -23,6 +23,7 @@ from reasoner.config_io import Config, check_min
 from reasoner.models.torch_state import load_module_state, load_torch_state, state_entries
 from reasoner.step_format import StepFormat
 from reasoner.synthetic import load_split
+from reasoner.training.run_log import resume_log
 from reasoner.training.schedule import warmup_cosine_lr
 from reasoner.training.tokenizer import build_tokenizer
 from reasoner.types import Problem, ReasonerError
@@ -200,7 +201,7 @@ def train_policy(
         lr=cfg.lr,
         betas=(cfg.beta1, cfg.beta2),
     )
-    start = 0
+    start, running = 0, []
     ckpt = out / "checkpoint.pt"
     if cfg.init_from and not ckpt.exists():  # a new stage: previous weights, fresh optimizer
         source = Path(cfg.init_from) / "checkpoint.pt"
@@ -209,14 +210,13 @@ def train_policy(
         load_module_state(model, weights, source, hint)
     if ckpt.exists():  # resume (tensors and plain values only: no code runs from the file)
         hint = f"delete {ckpt} to restart the run from step 0"
-        weights, optim_state, start = state_entries(
-            load_torch_state(ckpt, hint), ckpt, ("model", "optim", "step"), hint
-        )
+        state = load_torch_state(ckpt, hint)
+        weights, optim_state, start = state_entries(state, ckpt, ("model", "optim", "step"), hint)
+        running = list(state.get("running", []))  # the losses since the last log record
         load_module_state(model, weights, ckpt, hint)
         load_module_state(optim, optim_state, ckpt, hint)
     log_path = out / "loss.jsonl"
-    if start == 0 and log_path.exists():
-        log_path.unlink()
+    resume_log(log_path, start)
 
     ids_all = torch.tensor([r[0] for r in rows], dtype=torch.long)
     mask_all = torch.tensor([r[1] for r in rows], dtype=torch.bool)
@@ -224,7 +224,7 @@ def train_policy(
     order = torch.randperm(len(rows), generator=gen)
     model.train()
     bar = tqdm(total=cfg.steps, initial=start, disable=not progress, desc="train-policy")
-    t0, tokens_seen, running = time.time(), 0, []
+    t0, tokens_seen = time.time(), 0
     for step in range(start, cfg.steps):
         # batch indices are a pure function of the step, so a resumed run sees the same data
         idx = [int(order[(step * cfg.batch_size + j) % len(rows)]) for j in range(cfg.batch_size)]
@@ -254,9 +254,8 @@ def train_policy(
             bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{rate:.0f}")
         if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
             tmp = out / "checkpoint.pt.tmp"
-            torch.save(
-                {"model": model.state_dict(), "optim": optim.state_dict(), "step": step + 1}, tmp
-            )
+            state = {"model": model.state_dict(), "optim": optim.state_dict(), "step": step + 1}
+            torch.save({**state, "running": running}, tmp)
             tmp.replace(ckpt)
     bar.close()
     final = out / "final"

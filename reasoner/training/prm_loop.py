@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from reasoner.models.torch_state import load_module_state, load_torch_state, state_entries
 from reasoner.training.prm_config import PRMTrainConfig
+from reasoner.training.run_log import resume_log
 from reasoner.training.schedule import warmup_cosine_lr
 
 
@@ -57,19 +58,18 @@ def run_training(
 ) -> None:
     """Run (or resume from out/checkpoint.pt) steps [start, total_steps) of `loss_at(step)`,
     logging validation to out/log.jsonl every cfg.eval_every steps and at the end."""
-    start, ckpt = 0, out / "checkpoint.pt"
+    start, ckpt, running = 0, out / "checkpoint.pt", []
     if ckpt.exists():  # tensors and plain values only: no code runs from the file
         hint = f"delete {ckpt} to restart training from step 0"
-        weights, optim_state, start = state_entries(
-            load_torch_state(ckpt, hint), ckpt, ("model", "optim", "step"), hint
-        )
+        state = load_torch_state(ckpt, hint)
+        weights, optim_state, start = state_entries(state, ckpt, ("model", "optim", "step"), hint)
+        running = list(state.get("running", []))  # the losses since the last log record
         load_module_state(model, weights, ckpt, hint)
         load_module_state(optim, optim_state, ckpt, hint)
     log_path = out / "log.jsonl"
-    if start == 0 and log_path.exists():
-        log_path.unlink()
+    resume_log(log_path, start)
     bar = tqdm(total=total_steps, initial=start, disable=not progress, desc=desc)
-    t0, running = time.time(), []
+    t0 = time.time()
     for step in range(start, total_steps):
         for group in optim.param_groups:
             group["lr"] = warmup_cosine_lr(
@@ -97,8 +97,7 @@ def run_training(
             bar.set_postfix(val_loss=f"{metrics.get('loss', float('nan')):.4f}")
         if (step + 1) % cfg.save_every == 0 or last:
             tmp = out / "checkpoint.pt.tmp"
-            torch.save(
-                {"model": model.state_dict(), "optim": optim.state_dict(), "step": step + 1}, tmp
-            )
+            state = {"model": model.state_dict(), "optim": optim.state_dict(), "step": step + 1}
+            torch.save({**state, "running": running}, tmp)
             tmp.replace(ckpt)
     bar.close()
