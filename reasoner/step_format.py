@@ -2,19 +2,30 @@
 
 The policy, the rollout labeler, the PRM trainer and the PRM scorer all take their formatting from
 a StepFormat, so a separator mismatch between generation, PRM training and PRM inference cannot
-happen by construction.
+happen by construction. The PRM side is a PRMFormat (reasoner.prm_format): either `prm` (a real
+family's preset or a table of its fields) or, for the PRMs this project trains, the flat fields
+step_tag / positive_token / negative_token / prm_step_joiner / prm_prompt_template.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
+from reasoner.config_io import read_toml
+from reasoner.prm_format import (
+    PRM_PRESETS,
+    PRMFormat,
+    fill_problem,
+    legacy_prm_format,
+    prm_format_from,
+)
 from reasoner.types import ReasonerError
+
+__all__ = ["PRESETS", "PRMFormat", "StepFormat", "fill_problem", "get_step_format"]
 
 
 @dataclass(frozen=True)
@@ -33,9 +44,22 @@ class StepFormat:
     prm_prompt_template: str = "{problem}\n"  # PRM input before the first step
     max_step_tokens: int = 96  # a step longer than this is cut and marked truncated
     max_steps: int = 12  # a solution deeper than this is cut
+    # the PRM side as a PRMFormat (a preset name or a table of its fields are accepted); None: the
+    # flat PRM fields above. Not both: a format with `prm` keeps those at their defaults.
+    prm: PRMFormat | None = None
 
     def __post_init__(self) -> None:
+        if self.prm is not None:
+            object.__setattr__(self, "prm", prm_format_from(self.prm, "StepFormat.prm"))
+            changed = [f for f in _LEGACY_PRM_FIELDS if getattr(self, f) != _DEFAULTS[f]]
+            if changed:
+                raise ReasonerError(
+                    f"StepFormat: the PRM input is given twice, as prm and as {changed}: "
+                    f"give it one way"
+                )
         for f in dataclasses.fields(self):
+            if f.name == "prm":
+                continue
             value = getattr(self, f.name)
             want = _FIELD_TYPES[f.name]
             ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
@@ -54,7 +78,7 @@ class StepFormat:
     def render_prompt(self, problem: str, tokenizer: Any = None) -> str:
         """The text the policy is conditioned on before its first step."""
         if not self.use_chat_template:
-            return self.prompt_template.format(problem=problem)
+            return fill_problem(self.prompt_template, problem)
         if tokenizer is None or getattr(tokenizer, "chat_template", None) is None:
             raise ReasonerError(
                 "StepFormat.use_chat_template is set but the tokenizer has no chat template"
@@ -62,7 +86,7 @@ class StepFormat:
         messages = []
         if self.system_prompt:
             messages.append({"role": "system", "content": self.system_prompt})
-        messages.append({"role": "user", "content": self.user_template.format(problem=problem)})
+        messages.append({"role": "user", "content": fill_problem(self.user_template, problem)})
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def encode_prompt(self, problem: str, tokenizer: Any, max_context: int) -> list[int]:
@@ -87,18 +111,39 @@ class StepFormat:
         return self.delimiter.join(steps)
 
     # ---- PRM side ----------------------------------------------------------------------------
+    @property
+    def prm_format(self) -> PRMFormat:
+        """The PRM input and readout: `prm`, else the one the flat PRM fields describe."""
+        if self.prm is not None:
+            return self.prm
+        return legacy_prm_format(
+            self.step_tag,
+            self.positive_token,
+            self.negative_token,
+            self.prm_step_joiner,
+            self.prm_prompt_template,
+        )
+
     def prm_segments(self, problem: str, steps: list[str]) -> list[tuple[str, bool]]:
-        """The PRM input as (text, is_tag) pieces; tags are inserted as single token ids by the caller."""
-        pieces: list[tuple[str, bool]] = [(self.prm_prompt_template.format(problem=problem), False)]
+        """The text-layout PRM input as (text, is_tag) pieces (tags are inserted as token ids by
+        the caller): the prompt, then each step and its tag, the joiner between them."""
+        fmt = self.prm_format
+        if fmt.layout != "text":
+            raise ReasonerError(f"PRM format {fmt.name!r} is a chat layout: it has no text pieces")
+        pieces: list[tuple[str, bool]] = [(fill_problem(fmt.prompt, problem), False)]
         for i, step in enumerate(steps):
-            pieces.append((step.strip(), False))
-            pieces.append((self.step_tag, True))
+            pieces.append((step.strip() if fmt.strip_steps else step, False))
+            pieces.append((fmt.step_tag, True))
             if i + 1 < len(steps):
-                pieces.append((self.prm_step_joiner, False))
+                pieces.append((fmt.step_joiner, False))
         return pieces
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields as plain data (step_format.json); `prm` only when it is set."""
+        data = dataclasses.asdict(self)
+        if self.prm is None:
+            del data["prm"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StepFormat:
@@ -115,16 +160,26 @@ class StepFormat:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> StepFormat:
-        """A StepFormat from a TOML file of fields; a bad file is a clear error naming it."""
+        """A StepFormat from a TOML file of fields (a `[prm]` table: the PRM family's fields);
+        a bad file is a clear error naming it."""
+        return cls._from_file(path, read_toml(path, "step format file"))
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> StepFormat:
+        """A StepFormat from a JSON object of fields (as step_format.json stores one)."""
         try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-            raise ReasonerError(f"{path}: not a readable TOML step format: {err}") from err
+            data = json.loads(Path(path).read_bytes().decode("utf-8-sig"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
+            raise ReasonerError(f"{path}: not a readable JSON step format: {err}") from err
+        return cls._from_file(path, data)
+
+    @classmethod
+    def _from_file(cls, path: str | Path, data: Any) -> StepFormat:
         try:
             return cls.from_dict(data)
         except ReasonerError as err:
-            raise ReasonerError(f"{path}: {err}") from err
+            message = str(err)
+            raise ReasonerError(message if str(path) in message else f"{path}: {message}") from err
 
 
 # each field's type, checked on construction (a step_format.json or TOML with a wrong type is a
@@ -132,29 +187,38 @@ class StepFormat:
 _FIELD_TYPES: dict[str, type] = {
     f.name: {"str": str, "bool": bool, "int": int, "str | None": str}[str(f.type)]
     for f in dataclasses.fields(StepFormat)
+    if f.name != "prm"
 }
 _TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer"}
 _OPTIONAL_FIELDS = {f.name for f in dataclasses.fields(StepFormat) if "None" in str(f.type)}
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StepFormat)}
+_LEGACY_PRM_FIELDS = (
+    "step_tag",
+    "positive_token",
+    "negative_token",
+    "prm_step_joiner",
+    "prm_prompt_template",
+)
+_QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
+# the policy side of a chat model's format: its chat template, "\n\n" between steps
+_CHAT_POLICY = {"use_chat_template": True, "max_step_tokens": 256, "max_steps": 20}
 
 # Named presets so configs can say `step_format = "math-shepherd"` instead of repeating fields.
 PRESETS: dict[str, StepFormat] = {
     "arith": StepFormat(),
+    "qwen-chat": StepFormat(system_prompt=_QWEN_SYSTEM, step_tag="ки", **_CHAT_POLICY),
+    # the real PRM families (reasoner.prm_format.PRM_PRESETS), each with its usual policy side
     "math-shepherd": StepFormat(
-        step_tag="ки",
-        positive_token="+",
-        negative_token="-",
-        prm_step_joiner="\n",
-        prm_prompt_template="{problem} ",
-        max_step_tokens=256,
-        max_steps=20,
+        max_step_tokens=256, max_steps=20, prm=PRM_PRESETS["math-shepherd"]
     ),
-    "qwen-chat": StepFormat(
-        use_chat_template=True,
-        system_prompt="Please reason step by step, and put your final answer within \\boxed{}.",
-        step_tag="ки",
-        max_step_tokens=256,
-        max_steps=20,
+    "rlhflow": StepFormat(prm=PRM_PRESETS["rlhflow"], **_CHAT_POLICY),
+    "qwen2.5-math-prm": StepFormat(
+        system_prompt=_QWEN_SYSTEM, prm=PRM_PRESETS["qwen2.5-math-prm"], **_CHAT_POLICY
     ),
+    "skywork-prm": StepFormat(
+        system_prompt=_QWEN_SYSTEM, prm=PRM_PRESETS["skywork-prm"], **_CHAT_POLICY
+    ),
+    "er-prm": StepFormat(max_step_tokens=256, max_steps=20, prm=PRM_PRESETS["er-prm"]),
 }
 
 
@@ -170,4 +234,8 @@ def get_step_format(spec: str | StepFormat | dict | None) -> StepFormat:
         return PRESETS[spec]
     if str(spec).endswith(".toml") and Path(spec).is_file():
         return StepFormat.from_toml(spec)
-    raise ReasonerError(f"unknown step format {spec!r}; presets: {sorted(PRESETS)} or a .toml path")
+    if str(spec).endswith(".json") and Path(spec).is_file():
+        return StepFormat.from_json(spec)
+    raise ReasonerError(
+        f"unknown step format {spec!r}; presets: {sorted(PRESETS)} or a .toml / .json path"
+    )

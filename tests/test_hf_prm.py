@@ -115,3 +115,33 @@ def test_batches_keep_similar_chains_together_and_cover_each_once(prm):
         assert len(prm._batches(built, plans)) == 1
     finally:
         prm.max_padding = saved
+
+
+# The shipped LM PRM's scores and tokens, computed at commit 6166599 (before the PRM formats of
+# issue #16), on one thread (the float reduction order then is fixed): they must stay exact.
+APPLES = "Ann has 2 bags with 3 apples each. She eats 1 apple. How many apples are left?"
+PENS = "Tom buys 4 pens at 3 dollars each. How much does he pay?"
+PINNED_REQUESTS = [
+    (APPLES, ["Ann has 2 * 3 = 6 apples.", "She has 6 - 1 = 5 apples left. The answer is 5."]),
+    (PENS, ["4 * 3 = 12.", "The answer is 12."]),
+    (PENS, ["4 + 3 = 7.", "The answer is 7."]),
+    (APPLES, ["Ann has 2 * 3 = 6 apples."]),
+]
+PINNED_SCORES = [
+    [0.6494774222373962, 0.4760763943195343],
+    [0.5563734173774719, 0.5480147004127502],
+    [0.8319239616394043, 0.4949990212917328],
+    [0.649477481842041],
+]
+
+
+def test_embedded_lm_scores_are_pinned():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        prm = HFPRM("embedded-lm")
+        scores, tokens = prm.score([ScoreRequest(q, s) for q, s in PINNED_REQUESTS])
+    finally:
+        torch.set_num_threads(saved)
+    assert prm.builder.format.tokenize == "pieces"  # the flat fields of its step_format.json
+    assert scores == PINNED_SCORES and tokens == 141

@@ -12,10 +12,14 @@ def test_split_and_join_round_trip():
 
 
 def test_prm_segments_place_one_tag_per_step():
-    fmt = PRESETS["math-shepherd"]
-    segs = fmt.prm_segments("Q?", ["s1", "s2"])
+    fmt = StepFormat(step_tag="ки", prm_prompt_template="{problem} ")  # the flat PRM fields
+    segs = fmt.prm_segments("Q?", [" s1 ", "s2"])
     assert [t for t, tag in segs if tag] == ["ки", "ки"]
     assert "".join(t for t, _ in segs) == "Q? s1ки\ns2ки"
+    # the math-shepherd preset is the card's string: f"{question} {output}", " ки" after a step
+    segs = PRESETS["math-shepherd"].prm_segments("Q?", ["s1", "s2"])
+    assert [t for t, tag in segs if tag] == [" ки", " ки"]
+    assert "".join(t for t, _ in segs) == "Q? s1 ки\ns2 ки"
 
 
 def test_bad_fields_are_named():

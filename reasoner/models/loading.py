@@ -20,7 +20,7 @@ from reasoner.plugins import PluginRegistry
 from reasoner.types import ReasonerError
 
 PRM_ENTRY_POINT_GROUP = "reasoner.prms"
-DEFAULT_PRM_FAMILY = "lm"  # a checkpoint no family's detect() claims: a causal LM at step tags
+DEFAULT_PRM_FAMILY = "lm"  # a checkpoint no family's detect() claims: read by its PRMFormat
 RESERVED_PRM_SPECS = ("none", "embedded", EMBEDDED_LM_PRM)  # never family names
 
 
@@ -115,7 +115,9 @@ def load_policy(spec: Any, backend: str = "hf", step_format: Any = None, **kwarg
 def load_prm(spec: Any, backend: str = "hf", step_format: Any = None, **kwargs: Any) -> Any:
     """A PRM object from a PRM spec: 'embedded', 'embedded-lm', a checkpoint path, a family name
     ('equation-checker', 'evidence', 'lm', a plugin's) or 'NAME:PATH', None (no PRM) or a built
-    PRM (returned as it is)."""
+    PRM (returned as it is). `step_format` is a preset (a real PRM family's: 'math-shepherd',
+    'rlhflow', 'qwen2.5-math-prm', 'skywork-prm', 'er-prm'), a table or a .toml/.json file;
+    None: the checkpoint's step_format.json."""
     if spec is None or spec == "none":
         return None
     if not isinstance(spec, (str, Path)):

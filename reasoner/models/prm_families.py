@@ -1,4 +1,9 @@
-"""The built-in PRM families: the equation checker, the evidence PRM and the LM PRM.
+"""The built-in PRM families: the equation checker, the evidence PRM and the HF-checkpoint PRM.
+
+The "lm" family reads any HF checkpoint the way its step format's PRMFormat says
+(reasoner.prm_format): our LM ER-PRMs and every real family (Math-Shepherd, RLHFlow,
+Qwen2.5-Math-PRM, Skywork-o1-Open-PRM, ER-PRM), named by preset:
+`load_prm("/models/Qwen2.5-Math-PRM-7B", "hf", "qwen2.5-math-prm")`.
 
 They are registered through the `reasoner.prms` entry points in pyproject.toml exactly as a third
 party's family would be (reasoner.models.base.PRMFamily says how), so load_prm names none of
@@ -62,9 +67,10 @@ class EvidenceFamily(PRMFamily):
 
 
 class LMFamily(PRMFamily):
-    """The "lm" family: a causal LM read at step tags (our LM ER-PRMs, Math-Shepherd-style PRMs)
-    on the HF or the vLLM backend; any checkpoint no other family claims. The default is
-    "embedded-lm"."""
+    """The "lm" family: an HF checkpoint read as its step format's PRMFormat says (a causal LM's
+    label tokens, a token-classification head or a value head: our LM ER-PRMs and the real
+    families' presets) on the HF or the vLLM backend; any checkpoint no other family claims.
+    The default is "embedded-lm"."""
 
     name = "lm"
     default = EMBEDDED_LM_PRM
@@ -73,7 +79,8 @@ class LMFamily(PRMFamily):
     def load(
         cls, path: str | None, backend: str, step_format: Any, **options: Any
     ) -> ProcessRewardModel:
-        """HFPRM or VLLMPRM (by backend) at `path`, else the shipped LM ER-PRM."""
+        """HFPRM or VLLMPRM (by backend) at `path`, else the shipped LM ER-PRM; `step_format` (a
+        preset such as "qwen2.5-math-prm", a table or a file) names the family's format."""
         check_backend(backend)
         spec = path or cls.default
         if backend == "vllm":

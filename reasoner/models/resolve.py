@@ -230,14 +230,16 @@ def load_tokenizer(
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def load_causal_lm(
+def load_pretrained(
     path: Path,
     dtype: str = "float32",
     trust_remote_code: bool = False,
     gguf_file: str | None = None,
-) -> Any:
-    """The checkpoint's causal LM in eval mode, in `dtype`; a ReasonerError if it cannot load
-    (check_model_files first, then weights that do not fit the config)."""
+    auto_class: Any = AutoModelForCausalLM,
+) -> tuple[Any, dict[str, Any]]:
+    """`auto_class.from_pretrained(path)` in `dtype` (pytorch_model*.bin read with
+    weights_only=True), after check_model_files, and transformers' loading info (missing,
+    unexpected and mismatched keys) for the caller to check; a ReasonerError if it cannot load."""
     hf_logging.disable_progress_bar()
     torch_dtype = DTYPES.get(dtype)
     if torch_dtype is None:
@@ -249,21 +251,34 @@ def load_causal_lm(
         # report, rather than silently re-initialise, tensors the weights lack or shape otherwise
         "output_loading_info": True,
         "ignore_mismatched_sizes": True,
+        "weights_only": True,
     }
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
     else:
         kwargs["use_safetensors"] = any(path.glob("*.safetensors"))
     verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # its load report: our error below says it in one line
+    hf_logging.set_verbosity_error()  # its load report: our checks say it in one line
     try:
-        model, info = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        return auto_class.from_pretrained(path, **kwargs)
     except Exception as err:  # transformers raises OSError, ValueError, RuntimeError, KeyError...
+        what = "a causal LM" if auto_class is AutoModelForCausalLM else "a model"
         raise ReasonerError(
-            f"cannot load a causal LM from {path}: {type(err).__name__}: {one_line(err)}"
+            f"cannot load {what} from {path}: {type(err).__name__}: {one_line(err)}"
         ) from err
     finally:
         hf_logging.set_verbosity(verbosity)
+
+
+def load_causal_lm(
+    path: Path,
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+    gguf_file: str | None = None,
+) -> Any:
+    """The checkpoint's causal LM in eval mode, in `dtype`; a ReasonerError if it cannot load
+    (check_model_files first, then weights that do not fit the config)."""
+    model, info = load_pretrained(path, dtype, trust_remote_code, gguf_file)
     check_loading_info(path, info)
     model.eval()
     return model

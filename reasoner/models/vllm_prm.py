@@ -1,16 +1,20 @@
-"""vLLM PRM backend for Math-Shepherd-style PRMs and our ER-PRMs: vLLM's STEP pooler.
+"""vLLM PRM backend: every PRM family vLLM can serve, through its STEP pooler, one pass per chain.
 
-A causal-LM PRM scores step i as sigmoid(z[+] - z[-]) at the i-th step tag (HFPRM). vLLM serves
-that in one pass per chain without our own model code:
-- the checkpoint is loaded as a token classifier (runner "pooling", convert "classify") whose
-  one-output head is built from the LM head as row(+) - row(-) (hf_overrides
-  classifier_from_token = [negative, positive], method "from_2_way_softmax"), so its output at a
-  token is exactly z[+] - z[-];
-- the STEP pooler (pooling_type "STEP", step_tag_id = the tag id, task "token_classify") returns
-  that output at every position holding the tag;
-- activation is switched off per request and the sigmoid applied here, in float32.
-Inputs are built by PRMInputBuilder, the same ids as HFPRM and PRM training; the tag and label
-tokens are checked to be single tokens before the engine is started.
+- "lm-labels" families (our ER-PRMs, Math-Shepherd, ER-PRM, RLHFlow): the checkpoint is loaded as
+  a token classifier (runner "pooling", convert "classify") whose one-output head is built from
+  the LM head as row(+) - row(-) (hf_overrides classifier_from_token = [negative, positive],
+  method "from_2_way_softmax"), so its output at a token is exactly z[+] - z[-]; the sigmoid is
+  applied here, in float32.
+- "token-class" (Qwen2.5-Math-PRM): vLLM's own Qwen2ForProcessRewardModel (the same
+  Linear-ReLU-Linear head); the softmax over its classes is taken here.
+- "value-head" (Skywork-o1-Open-PRM): not served: vLLM has no Qwen2ForPrmModel (Skywork's plugin
+  targets vLLM 0.6), and vLLM's reward models expect a `score.*` head, not `v_head.summary`.
+  Loading one is an error that says to use the HF backend.
+The STEP pooler (pooling_type "STEP", task "token_classify") returns the output at every
+position holding `step_tag_id`: the tag, or for RLHFlow's chat turns the token before each
+assistant reply (the same "\n\n" id at every step, which also follows other headers); the
+builder's readout positions are picked from them. Inputs are PRMInputBuilder's, the same ids as
+HFPRM and PRM training; every id is checked before the engine is started.
 """
 
 from __future__ import annotations
@@ -19,13 +23,21 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
+import transformers
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
 from reasoner.models.base import ScoreRequest
 from reasoner.models.chunking import DEFAULT_CHAINS_PER_CALL
-from reasoner.models.hf_prm import PRMInputBuilder
+from reasoner.models.heads import check_architecture_fits
+from reasoner.models.prm_input import PROBE, PRMInputBuilder
 from reasoner.models.resolve import count_parameters, open_checkpoint
 from reasoner.models.vllm_engine import build_engine, prepare_vllm
 from reasoner.step_format import StepFormat
 from reasoner.types import ReasonerError
+
+# the vLLM model of each head readout ("lm-labels": any causal LM, converted to a classifier)
+VLLM_HEAD_ARCHITECTURES = {"token-class": "Qwen2ForProcessRewardModel"}
 
 
 def _sigmoid(x: float) -> float:
@@ -36,7 +48,7 @@ def _sigmoid(x: float) -> float:
 
 
 class VLLMPRM:
-    """A local causal-LM PRM served by vLLM's STEP pooler.
+    """A local PRM ("lm-labels" or "token-class" readout) served by vLLM's STEP pooler.
 
     Options as VLLMPolicy (dtype, tensor_parallel_size, gpu_memory_utilization,
     kv_cache_memory_bytes, max_model_len, enforce_eager, trust_remote_code, threads,
@@ -62,23 +74,14 @@ class VLLMPRM:
     ):
         ckpt = open_checkpoint(model, "lm-prm", step_format, trust_remote_code, needs_config="vLLM")
         self.path = ckpt.path
-        archs = ckpt.config.get("architectures") or []
-        if archs and not any(a.endswith("ForCausalLM") for a in archs):
-            raise ReasonerError(
-                f"VLLMPRM reads the label-token logits of a causal LM at each step tag; "
-                f"{str(self.path)!r} is a {archs[0]}, not a *ForCausalLM checkpoint"
-            )
         self.step_format = ckpt.step_format
         self.tokenizer = ckpt.tokenizer
-        # checks the tag and both label tokens are single tokens (a ReasonerError otherwise)
+        fmt = self.step_format.prm_format
+        check_architecture_fits(self.path, ckpt.config, fmt)
+        # checks every id the format reads (a ReasonerError otherwise)
         self.builder = PRMInputBuilder(self.tokenizer, self.step_format)
-        labels = self.tokenizer.convert_ids_to_tokens([self.builder.neg_id, self.builder.pos_id])
-        for tid, tok in zip((self.builder.neg_id, self.builder.pos_id), labels):
-            if tok is None or self.tokenizer.convert_tokens_to_ids(tok) != tid:
-                raise ReasonerError(
-                    f"PRM label token id {tid} has no unique token string ({tok!r}); vLLM's "
-                    "classifier_from_token cannot name it"
-                )
+        self.step_id = self._step_id()
+        overrides = self._model_overrides(ckpt.config)
         prepare_vllm(threads)
         from vllm.config import PoolerConfig
 
@@ -97,13 +100,9 @@ class VLLMPRM:
             seed=seed,
             engine_options={
                 "runner": "pooling",
-                "convert": "classify",
-                "hf_overrides": {
-                    "classifier_from_token": list(labels),
-                    "method": "from_2_way_softmax",
-                },
+                **overrides,
                 "pooler_config": PoolerConfig(
-                    task="token_classify", pooling_type="STEP", step_tag_id=self.builder.tag_id
+                    task="token_classify", pooling_type="STEP", step_tag_id=self.step_id
                 ),
                 **(engine_options or {}),
             },
@@ -116,6 +115,54 @@ class VLLMPRM:
 
         self._PoolingParams = PoolingParams
         self._TokensPrompt = TokensPrompt
+
+    def _step_id(self) -> int:
+        """The id at every readout position (the STEP pooler's step_tag_id): the tag, or the
+        token a chat layout reads before each assistant turn (one id, checked on a probe)."""
+        if self.builder.tag_id is not None:
+            return self.builder.tag_id
+        ids, readouts = self.builder.build(*PROBE)
+        found = sorted({ids[t] for t in readouts})
+        if len(found) != 1:
+            raise ReasonerError(
+                f"PRM format {self.builder.format.name!r}: its readout tokens are several ids "
+                f"{found}; vLLM's step pooler reads one: use backend 'hf'"
+            )
+        return found[0]
+
+    def _model_overrides(self, config: dict[str, Any]) -> dict[str, Any]:
+        """How vLLM builds the model: a causal LM converted to the label-logit classifier, or
+        vLLM's own head model; a readout vLLM cannot serve is an error before any engine."""
+        readout = self.builder.format.readout
+        archs = config.get("architectures") or []
+        if readout == "lm-labels":
+            if archs and not any(a.endswith("ForCausalLM") for a in archs):
+                raise ReasonerError(
+                    f"VLLMPRM reads the label-token logits of a causal LM at each step; "
+                    f"{str(self.path)!r} is a {archs[0]}, not a *ForCausalLM checkpoint"
+                )
+            labels = self.tokenizer.convert_ids_to_tokens(
+                [self.builder.neg_id, self.builder.pos_id]
+            )
+            hf = {"classifier_from_token": list(labels), "method": "from_2_way_softmax"}
+            # a trainer's subclass name (ER-PRM's CustomLlamaForCausalLM): its weights are the
+            # model type's causal LM's
+            plain = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(config.get("model_type", ""))
+            if archs and not hasattr(transformers, archs[0]) and plain:
+                hf["architectures"] = [plain]
+            return {"convert": "classify", "hf_overrides": hf}
+        want = VLLM_HEAD_ARCHITECTURES.get(readout)
+        if want is None:
+            raise ReasonerError(
+                f"vLLM cannot serve a {readout} PRM ({self.builder.format.name!r}: vLLM has no "
+                f"model with its head, e.g. Skywork's Qwen2ForPrmModel): use backend 'hf'"
+            )
+        if want not in archs:
+            raise ReasonerError(
+                f"vLLM serves a {readout} PRM as {want}; {str(self.path)!r} is a "
+                f"{archs[0] if archs else 'model without architectures'}: use backend 'hf'"
+            )
+        return {}
 
     def clear_cache(self) -> None:
         """Nothing of ours is cached (vLLM's pooling runs do not read a prefix cache)."""
@@ -136,16 +183,26 @@ class VLLMPRM:
             raise ReasonerError(f"vLLM returned {len(outs)} outputs for {len(built)} chains")
         scores: list[list[float]] = []
         tokens = 0
-        tag = self.builder.tag_id
+        tag = self.step_id
         for (ids, tags), out in zip(built, outs):
-            values = out.outputs.data.float().reshape(-1).tolist()
-            # the pooler reads every position holding the tag id; keep the builder's tag positions
+            # the pooler reads every position holding the step id; keep the builder's readouts
             at = [i for i, t in enumerate(ids) if t == tag]
-            if len(values) != len(at):
+            data = out.outputs.data.float()
+            if (data.shape[0] if data.ndim else 0) != len(at):
                 raise ReasonerError(
-                    f"vLLM's step pooler returned {len(values)} values for {len(at)} step tags"
+                    f"vLLM's step pooler returned {tuple(data.shape)} values for {len(at)} steps"
                 )
             index = {pos: k for k, pos in enumerate(at)}
-            scores.append([_sigmoid(values[index[p]]) for p in tags])
+            if any(p not in index for p in tags):
+                raise ReasonerError("a readout position does not hold the step id (not one id)")
+            scores.append(self._read(data.reshape(len(at), -1), [index[p] for p in tags]))
             tokens += len(ids) - int(getattr(out, "num_cached_tokens", 0) or 0)
         return scores, tokens
+
+    def _read(self, data: torch.Tensor, rows: list[int]) -> list[float]:
+        """Step scores from the pooler's rows: sigmoid of the label-logit gap, or the softmax's
+        positive class."""
+        if self.builder.format.readout == "lm-labels":
+            return [_sigmoid(float(data[r, 0])) for r in rows]
+        probs = data[rows].softmax(dim=-1)[:, self.builder.format.positive_class]
+        return probs.tolist()
