@@ -18,7 +18,12 @@ from reasoner.models.chunking import DEFAULT_CHAINS_PER_CALL
 from reasoner.models.heads import check_architecture_fits, load_prm_model
 from reasoner.models.kv_reuse import PrefixKVCache, extract, forward_cached
 from reasoner.models.prefix_plan import Plan, PrefixPlanner
-from reasoner.models.prm_input import PRMInput, PRMInputBuilder, single_token_id
+from reasoner.models.prm_input import (
+    PRMInput,
+    PRMInputBuilder,
+    prm_input_builder,
+    single_token_id,
+)
 from reasoner.models.resolve import open_checkpoint
 from reasoner.step_format import PRMFormat, StepFormat
 
@@ -67,7 +72,7 @@ class HFPRM:
         fmt = self.step_format.prm_format
         check_architecture_fits(ckpt.path, ckpt.config, fmt)
         # the ids the format reads, checked against the tokenizer before the model loads
-        self.builder = PRMInputBuilder(self.tokenizer, self.step_format)
+        self.builder = prm_input_builder(self.path, self.tokenizer, self.step_format)
         self.model = load_prm_model(ckpt.path, ckpt.config, fmt, dtype, trust_remote_code)
         self.num_parameters = sum(p.numel() for p in self.model.parameters())
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 4096))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from reasoner.step_format import PRMFormat, StepFormat, fill_problem
@@ -311,6 +312,15 @@ class PRMInputBuilder:
         return self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=generation_prompt
         )
+
+
+def prm_input_builder(path: Path, tokenizer: Any, step_format: StepFormat) -> PRMInputBuilder:
+    """The builder of a PRM checkpoint's inputs; an id the tokenizer does not hold as the format
+    says is an error naming the checkpoint too."""
+    try:
+        return PRMInputBuilder(tokenizer, step_format)
+    except ReasonerError as err:
+        raise ReasonerError(f"PRM checkpoint {path}: {err}") from err
 
 
 def _tokens_before(offsets: list, end: int) -> int:

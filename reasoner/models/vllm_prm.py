@@ -30,7 +30,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 from reasoner.models.base import ScoreRequest
 from reasoner.models.chunking import DEFAULT_CHAINS_PER_CALL
 from reasoner.models.heads import check_architecture_fits
-from reasoner.models.prm_input import PROBE, PRMInputBuilder
+from reasoner.models.prm_input import PROBE, prm_input_builder
 from reasoner.models.resolve import count_parameters, open_checkpoint
 from reasoner.models.vllm_engine import build_engine, prepare_vllm
 from reasoner.step_format import StepFormat
@@ -79,7 +79,7 @@ class VLLMPRM:
         fmt = self.step_format.prm_format
         check_architecture_fits(self.path, ckpt.config, fmt)
         # checks every id the format reads (a ReasonerError otherwise)
-        self.builder = PRMInputBuilder(self.tokenizer, self.step_format)
+        self.builder = prm_input_builder(self.path, self.tokenizer, self.step_format)
         self.step_id = self._step_id()
         overrides = self._model_overrides(ckpt.config)
         prepare_vllm(threads)
@@ -195,7 +195,8 @@ class VLLMPRM:
             index = {pos: k for k, pos in enumerate(at)}
             if any(p not in index for p in tags):
                 raise ReasonerError("a readout position does not hold the step id (not one id)")
-            scores.append(self._read(data.reshape(len(at), -1), [index[p] for p in tags]))
+            rows = [index[p] for p in tags]
+            scores.append(self._read(data.reshape(len(at), -1), rows) if rows else [])
             tokens += len(ids) - int(getattr(out, "num_cached_tokens", 0) or 0)
         return scores, tokens
 
