@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -84,3 +85,26 @@ def trained_ckpt(tmp_path_factory) -> Path:
         log_every=50,
     )
     return train_policy(cfg, problems=toy_problems(400), progress=False)
+
+
+def prm_family(name: str):
+    """tests/prm_families' Family `name`, or skip the test when its builder cannot run here."""
+    # imported here: it loads torch and transformers, which most test modules do not need
+    from prm_families.families import FAMILIES
+
+    family = FAMILIES[name]
+    reason = family.missing()
+    if reason:
+        pytest.skip(f"{name}: {reason}")
+    return family
+
+
+@pytest.fixture(scope="session")
+def prm_family_ckpt(tmp_path_factory):
+    """name -> that PRM family's tiny checkpoint (in its real file layout), built once on first use."""
+
+    @functools.cache
+    def get(name: str) -> Path:
+        return prm_family(name).build(tmp_path_factory.mktemp(name))
+
+    return get

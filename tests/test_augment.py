@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -38,14 +39,8 @@ def test_copies_cut_at_the_slip_keep_earlier_labels_and_score_zero_there() -> No
         correct=True,
         first_error=-1,
     )
-    wrong_late = LabeledSolution(
-        problem_id="p",
-        problem="q",
-        gold="7",
-        steps=steps,
-        outcomes=[[1.0, 0.0], [0.0, 0.0], [0.0]],
-        correct=False,
-        first_error=1,
+    wrong_late = replace(
+        rec, outcomes=[[1.0, 0.0], [0.0, 0.0], [0.0]], correct=False, first_error=1
     )
     copies = slip_negatives([rec, wrong_late] * 20, per_record=1, seed=3)
     assert len(copies) == 40

@@ -7,11 +7,13 @@ Math-Shepherd needs PyPI mistral-common for the real Mistral-7B tokenizer; those
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 
 import pytest
 import torch
+from conftest import prm_family
 from prm_families import references, tiny_models
 from prm_families.checkpoint_io import read_weights, write_weights
 from prm_families.families import FAMILIES
@@ -62,37 +64,10 @@ WEIGHT_FILES = {
 CAUSAL_LM_FAMILIES = ["math-shepherd", "rlhflow", "er-prm"]
 
 
-def _family(name: str):
-    family = FAMILIES[name]
-    reason = family.missing()
-    if reason:
-        pytest.skip(f"{name}: {reason}")
-    return family
-
-
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """Each family's tiny checkpoint, built once per module on first use."""
-    cache = {}
-
-    def get(name: str):
-        if name not in cache:
-            cache[name] = _family(name).build(tmp_path_factory.mktemp(name))
-        return cache[name]
-
-    return get
-
-
-@pytest.fixture(scope="module")
-def loaded(built):
-    cache = {}
-
-    def get(name: str):
-        if name not in cache:
-            cache[name] = FAMILIES[name].load(built(name))
-        return cache[name]
-
-    return get
+def loaded(prm_family_ckpt):
+    """name -> the family's (model, tokenizer) from its reference loader, loaded once."""
+    return functools.cache(lambda name: FAMILIES[name].load(prm_family_ckpt(name)))
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
@@ -107,7 +82,7 @@ def test_reference_gives_one_finite_score_per_step_deterministically(name, loade
 
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_same_seed_same_checkpoint_other_seed_other_scores(name, loaded, tmp_path):
-    family = _family(name)
+    family = prm_family(name)
     first = family.score(*loaded(name), QUESTION, STEPS)
     again = family.score(*family.load(family.build(tmp_path / "same", seed=0)), QUESTION, STEPS)
     other = family.score(*family.load(family.build(tmp_path / "other", seed=1)), QUESTION, STEPS)
@@ -116,8 +91,8 @@ def test_same_seed_same_checkpoint_other_seed_other_scores(name, loaded, tmp_pat
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
-def test_checkpoint_dir_looks_like_the_real_one(name, built):
-    ckpt = built(name)
+def test_checkpoint_dir_looks_like_the_real_one(name, prm_family_ckpt):
+    ckpt = prm_family_ckpt(name)
     model_type, architectures = ARCHITECTURES[name]
     config = json.loads((ckpt / "config.json").read_text())
     assert (config["model_type"], config["architectures"]) == (model_type, architectures)
@@ -127,36 +102,36 @@ def test_checkpoint_dir_looks_like_the_real_one(name, built):
     assert len(AutoTokenizer.from_pretrained(ckpt)) == config["vocab_size"]
 
 
-def test_head_weight_names_are_the_real_ones(built):
-    qwen = read_weights(built("qwen2.5-math-prm"))
+def test_head_weight_names_are_the_real_ones(prm_family_ckpt):
+    qwen = read_weights(prm_family_ckpt("qwen2.5-math-prm"))
     head = {k for k in qwen if not k.startswith("model.")}
     assert head == {"score.0.weight", "score.0.bias", "score.2.weight", "score.2.bias"}
     hidden = tiny_models.TINY_DIMS["hidden_size"]
     assert qwen["score.0.weight"].shape == (hidden, hidden)
     assert qwen["score.2.weight"].shape == (2, hidden)
-    sky = read_weights(built("skywork-prm"))
+    sky = read_weights(prm_family_ckpt("skywork-prm"))
     assert {k for k in sky if not k.startswith("model.")} == {
         "lm_head.weight",
         "v_head.summary.weight",
         "v_head.summary.bias",
     }
     assert sky["v_head.summary.weight"].shape == (1, hidden)
-    assert json.loads((built("qwen2.5-math-prm") / "config.json").read_text())["auto_map"]
+    assert json.loads((prm_family_ckpt("qwen2.5-math-prm") / "config.json").read_text())["auto_map"]
 
 
 @pytest.mark.parametrize("name", CAUSAL_LM_FAMILIES)
-def test_causal_lm_families_load_with_from_pretrained(name, built, loaded):
+def test_causal_lm_families_load_with_from_pretrained(name, prm_family_ckpt, loaded):
     """The card loads these with AutoModelForCausalLM: same logits as the reference's strict load."""
     ref_model, tok = loaded(name)
-    hf_model = AutoModelForCausalLM.from_pretrained(built(name)).eval()
+    hf_model = AutoModelForCausalLM.from_pretrained(prm_family_ckpt(name)).eval()
     ids = torch.tensor([tok.encode(QUESTION)])
     with torch.no_grad():
         assert torch.equal(hf_model(ids).logits, ref_model(ids).logits)
 
 
-def test_a_dropped_head_fails_the_reference_load(built, tmp_path):
+def test_a_dropped_head_fails_the_reference_load(prm_family_ckpt, tmp_path):
     """The references never score with a random head: a checkpoint without score.* is an error."""
-    src = built("qwen2.5-math-prm")
+    src = prm_family_ckpt("qwen2.5-math-prm")
     for path in src.iterdir():
         if not path.name.startswith("model"):
             (tmp_path / path.name).write_bytes(path.read_bytes())

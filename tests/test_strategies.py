@@ -188,12 +188,15 @@ def test_weighted_best_of_n_sums_scores_per_answer(how):
     assert pick.score == pytest.approx(totals[top] / sum(totals.values()))
 
 
-def test_weighted_vote_can_overrule_the_single_best_chain():
-    # answer "0" has the single best chain (0.9); answer "1" has two chains of 0.6 each: 1.2 > 0.9
+def drive_on_fixed_leaves(strategy, leaves):
+    """Drive a one-Rollout strategy on root leaves given as (text, answer, PRM score) triples.
+
+    The Rollout is answered with those leaves (one step each); returns the Pick."""
     tree = StepTree("p", [1])
-    scores = {"a": 0.9, "b": 0.6, "c": 0.6}
-    for text, answer in [("a", "0"), ("b", "1"), ("c", "1")]:
+    scores = {}
+    for text, answer, score in leaves:
         tree.add_child(tree.root, text=text, token_ids=[5], terminal=True, answer=answer)
+        scores[text] = score
 
     class Fixed(Scripted):
         def serve(self, tree, req):
@@ -202,25 +205,21 @@ def test_weighted_vote_can_overrule_the_single_best_chain():
             return super().serve(tree, req)
 
     world = Fixed(score_fn=lambda n: scores[n.text])
-    pick, _, _ = drive(make("weighted_best_of_n"), budget=3, world=world, tree=tree)
+    pick, _, _ = drive(strategy, budget=len(leaves), world=world, tree=tree)
+    return pick
+
+
+def test_weighted_vote_can_overrule_the_single_best_chain():
+    # answer "0" has the single best chain (0.9); answer "1" has two chains of 0.6 each: 1.2 > 0.9
+    leaves = [("a", "0", 0.9), ("b", "1", 0.6), ("c", "1", 0.6)]
+    pick = drive_on_fixed_leaves(make("weighted_best_of_n"), leaves)
     assert pick.node.answer == "1" and pick.candidates == pytest.approx({"0": 0.9, "1": 1.2})
 
 
 def test_best_of_n_never_picks_an_unanswered_chain_over_an_answered_one():
     # "a" scores highest but was cut before an answer: it can never be right, so "b" wins
-    tree = StepTree("p", [1])
-    scores = {"a": 0.9, "b": 0.5, "c": 0.4}
-    for text, answer in [("a", None), ("b", "1"), ("c", "2")]:
-        tree.add_child(tree.root, text=text, token_ids=[5], terminal=True, answer=answer)
-
-    class Fixed(Scripted):
-        def serve(self, tree, req):
-            if isinstance(req, Rollout):
-                return [tree.children(tree.root)]
-            return super().serve(tree, req)
-
-    world = Fixed(score_fn=lambda n: scores[n.text])
-    pick, _, _ = drive(make("best_of_n"), budget=3, world=world, tree=tree)
+    leaves = [("a", None, 0.9), ("b", "1", 0.5), ("c", "2", 0.4)]
+    pick = drive_on_fixed_leaves(make("best_of_n"), leaves)
     assert pick.node.text == "b" and pick.score == pytest.approx(0.5)
 
 
