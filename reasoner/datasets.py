@@ -159,6 +159,20 @@ def _missing_error(
 # --------------------------------------------------------------------------------------------
 
 
+def _utf8_error(where: str, exc: UnicodeDecodeError, field: str) -> ReasonerError:
+    """The error for a data file's bytes that are not UTF-8, at `where` (file, maybe line)."""
+    return ReasonerError(
+        f"{where}: not valid UTF-8 ({exc.reason} at byte {exc.start}); field: {field}"
+    )
+
+
+def _json_error(where: str, exc: json.JSONDecodeError, field: str) -> ReasonerError:
+    """The error for a data file's text that is not JSON, at `where` (file and line)."""
+    return ReasonerError(
+        f"{where}: malformed JSON ({exc.msg} at column {exc.colno}); field: {field}"
+    )
+
+
 def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for each non-blank line; bad lines raise ReasonerError."""
     with open(path, "rb") as fh:
@@ -166,19 +180,13 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             try:  # a byte-order mark before the first record is fine
                 line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as exc:
-                raise ReasonerError(
-                    f"{path} line {lineno}: not valid UTF-8 ({exc.reason} at byte {exc.start}); "
-                    f"field: <whole record>"
-                ) from None
+                raise _utf8_error(f"{path} line {lineno}", exc, "<whole record>") from None
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ReasonerError(
-                    f"{path} line {lineno}: malformed JSON ({exc.msg} at column {exc.colno}); "
-                    f"field: <whole record>"
-                ) from None
+                raise _json_error(f"{path} line {lineno}", exc, "<whole record>") from None
             if not isinstance(record, dict):
                 raise ReasonerError(
                     f"{path} line {lineno}: expected a JSON object, got {type(record).__name__}; "
@@ -379,14 +387,9 @@ def load_processbench(
             with open(path, encoding="utf-8-sig") as fh:  # a byte-order mark is fine
                 data = json.load(fh)
         except UnicodeDecodeError as exc:
-            raise ReasonerError(
-                f"{path}: not valid UTF-8 ({exc.reason} at byte {exc.start}); field: <whole file>"
-            ) from None
+            raise _utf8_error(str(path), exc, "<whole file>") from None
         except json.JSONDecodeError as exc:
-            raise ReasonerError(
-                f"{path} line {exc.lineno}: malformed JSON ({exc.msg} at column {exc.colno}); "
-                f"field: <whole file>"
-            ) from None
+            raise _json_error(f"{path} line {exc.lineno}", exc, "<whole file>") from None
         if not isinstance(data, list):
             raise ReasonerError(
                 f"{path}: expected a JSON array of records, got {type(data).__name__}"
