@@ -32,13 +32,11 @@ from __future__ import annotations
 from reasoner.registry import register_strategy
 from reasoner.search import (
     Expand,
-    Pick,
     Score,
     Search,
     SearchContext,
     Strategy,
-    best_per_answer,
-    best_scored,
+    best_scored_pick,
     check_int,
     check_width,
     spread,
@@ -109,7 +107,4 @@ class BeamSearch(Strategy):
             if len(finished) >= n or not active:
                 break
         pool, reason = (finished, "finished") if finished else (active, "no-terminal")
-        node, score = best_scored(ctx, pool)
-        return Pick(
-            node=node, score=score, reason=reason, candidates=best_per_answer(ctx, finished)
-        )
+        return best_scored_pick(ctx, pool, finished, reason)

@@ -26,13 +26,12 @@ from __future__ import annotations
 from reasoner.registry import register_strategy
 from reasoner.search import (
     Expand,
-    Pick,
     Score,
     Search,
     SearchContext,
     Strategy,
-    best_per_answer,
     best_scored,
+    best_scored_pick,
     check_choice,
     check_int,
     check_width,
@@ -93,9 +92,7 @@ class DVTS(Strategy):
             groups = {s: unique(children) for s, children in zip(open_, results)}
         finals = [done[s] for s in subtrees if s in done]
         if not finals:
-            node, score = best_scored(ctx, [tips[s] for s in sorted(tips)])
-            return Pick(node=node, score=score, reason="no-terminal")
+            return best_scored_pick(ctx, [tips[s] for s in sorted(tips)], [], "no-terminal")
         if self.config["final"] == "weighted":
             return weighted_pick(ctx, finals)
-        node, score = best_scored(ctx, finals)
-        return Pick(node=node, score=score, candidates=best_per_answer(ctx, finals))
+        return best_scored_pick(ctx, finals, finals)

@@ -17,13 +17,12 @@ from __future__ import annotations
 from reasoner.registry import register_strategy
 from reasoner.search import (
     Expand,
-    Pick,
     Score,
     Search,
     SearchContext,
     Strategy,
-    best_per_answer,
     best_scored,
+    best_scored_pick,
     check_int,
     unique,
 )
@@ -54,9 +53,4 @@ class GreedyStep(Strategy):
             if node.terminal:
                 break
         reason = "finished" if node.terminal else "depth-limit"
-        return Pick(
-            node=node,
-            score=ctx.chain_score(node),
-            reason=reason,
-            candidates=best_per_answer(ctx, seen_terminals),
-        )
+        return best_scored_pick(ctx, [node], seen_terminals, reason)

@@ -98,6 +98,15 @@ def best_scored(ctx: SearchContext, nodes: Sequence[Node]) -> tuple[Node | None,
     return nodes[-neg_i], score
 
 
+def best_scored_pick(
+    ctx: SearchContext, pool: Sequence[Node], finished: Sequence[Node], reason: str = "finished"
+) -> Pick:
+    """A tree search's final Pick: the best-scored node of `pool` (see `best_scored`), with the
+    best score per answer among the `finished` chains as its candidates."""
+    node, score = best_scored(ctx, pool)
+    return Pick(node=node, score=score, reason=reason, candidates=best_per_answer(ctx, finished))
+
+
 def best_per_answer(ctx: SearchContext, nodes: Sequence[Node]) -> dict[str, float]:
     """answer key -> best aggregated chain score among the nodes carrying it."""
     out: dict[str, float] = {}
