@@ -364,16 +364,25 @@ def _error_section(rows: Sequence[ResultRow], order: Sequence[str]) -> list[str]
 
 
 def _capped_section(rows: Sequence[ResultRow]) -> list[str]:
+    """The report's lines on searches a cap stopped, and on those that chose a cut chain."""
     capped = Counter(
         r.reason for r in rows if r.reason in ("time-limit", "node-limit", "no-terminal")
     )
-    if not capped:
-        return []
-    parts = ", ".join(f"{k}: {v}" for k, v in sorted(capped.items()))
-    return [
-        "",
-        f"Searches stopped by a cap or without a finished chain (graded as returned): {parts}.",
-    ]
+    out = []
+    if capped:
+        parts = ", ".join(f"{k}: {v}" for k, v in sorted(capped.items()))
+        out += [
+            "",
+            f"Searches stopped by a cap or without a finished chain (graded as returned): {parts}.",
+        ]
+    truncated = sum(1 for r in rows if r.reason == "truncated")
+    if truncated:
+        out += [
+            "",
+            f"Searches whose chosen chain a length cap cut before the policy finished it "
+            f"(truncated: no answer, counted wrong): {truncated}.",
+        ]
+    return out
 
 
 def _budget_free(strategies: Sequence[str]) -> list[str]:

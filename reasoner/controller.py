@@ -33,6 +33,16 @@ from reasoner.search import Expand, Pick, PRMUse, Rollout, Score, SearchContext,
 from reasoner.tree import Node, StepTree
 from reasoner.types import Problem, ReasonerError, Solution, Stats
 
+# Node.meta key of a terminal node whose chain a cap cut (max_steps, max_step_tokens, the depth
+# limit or the context) before the policy ended it: such a chain has no answer, and a search that
+# picks one stops with reason "truncated"
+CUT = "cut"
+
+
+def is_cut(node: Node | None) -> bool:
+    """Whether `node` ends a chain that a cap cut before the policy finished it."""
+    return node is not None and bool(node.meta.get(CUT))
+
 
 def check_temperature(value: Any, what: str = "temperature") -> float:
     """A sampling temperature: a finite real number >= 0 (0 = greedy), else a clear error."""
@@ -290,7 +300,9 @@ class Controller:
         )
         if closes:
             node.terminal = True
-        if node.terminal:
+            if not cont.finished:  # a cap (steps, step length, depth, context) ended it
+                node.meta[CUT] = True
+        if node.terminal and not node.meta.get(CUT):
             node.answer = extract_answer(self.policy.step_format.join_steps(tree.steps(node)))
         return node
 
@@ -386,9 +398,11 @@ class Controller:
         if self.prm is not None:
             stats.flops += 2.0 * self.prm.num_parameters * stats.prm_tokens
         answer = node.answer if node is not None else None
-        if node is not None and answer is None and steps:
-            answer = extract_answer(self.policy.step_format.join_steps(steps))
         reason = pick.reason
+        if is_cut(node):  # a cut chain is never "finished" and its last number is no answer
+            reason = "truncated"
+        elif node is not None and answer is None and steps:
+            answer = extract_answer(self.policy.step_format.join_steps(steps))
         if node is None and reason == "finished":
             reason = "no-terminal"
         run.solution = Solution(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,9 @@ class StepFormat:
     # the PRM side as a PRMFormat (a preset name or a table of its fields are accepted); None: the
     # flat PRM fields above. Not both: a format with `prm` keeps those at their defaults.
     prm: PRMFormat | None = None
+    # a regex for the model's own step markers ("Step 2:"): a line starting with one also starts a
+    # new step, as the delimiter does (chat models write single "\n" inside a step); "": none
+    step_markers: str = ""
 
     def __post_init__(self) -> None:
         if self.prm is not None:
@@ -71,6 +75,13 @@ class StepFormat:
             raise ReasonerError("StepFormat.delimiter must be a non-empty string")
         if "{problem}" not in self.prompt_template:
             raise ReasonerError("StepFormat.prompt_template must contain '{problem}'")
+        if self.step_markers:
+            try:
+                re.compile(self.step_markers)
+            except re.error as err:
+                raise ReasonerError(
+                    f"StepFormat.step_markers is not a valid regex ({err}): {self.step_markers!r}"
+                ) from err
         if self.max_step_tokens < 1 or self.max_steps < 1:
             raise ReasonerError("StepFormat.max_step_tokens and max_steps must be >= 1")
 
@@ -139,10 +150,12 @@ class StepFormat:
         return pieces
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as plain data (step_format.json); `prm` only when it is set."""
+        """The fields as plain data (step_format.json); `prm` and `step_markers` only when set."""
         data = dataclasses.asdict(self)
         if self.prm is None:
             del data["prm"]
+        if not self.step_markers:
+            del data["step_markers"]
         return data
 
     @classmethod
@@ -199,6 +212,8 @@ _LEGACY_PRM_FIELDS = (
     "prm_step_joiner",
     "prm_prompt_template",
 )
+# "Step 2:", "**Step 2:**", "## Step 2." at a line start
+CHAT_STEP_MARKERS = r"(?:#{1,6} *|\*\*)?Step \d+ *[:.]"
 _QWEN_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 # the policy side of a chat model's format: its chat template, "\n\n" between steps
 _CHAT_POLICY = {"use_chat_template": True, "max_step_tokens": 256, "max_steps": 20}
@@ -206,6 +221,8 @@ _CHAT_POLICY = {"use_chat_template": True, "max_step_tokens": 256, "max_steps": 
 # Named presets so configs can say `step_format = "math-shepherd"` instead of repeating fields.
 PRESETS: dict[str, StepFormat] = {
     "arith": StepFormat(),
+    # any chat model: its chat template, "\n\n" between steps, and its own "Step k:" markers
+    "chat": StepFormat(step_markers=CHAT_STEP_MARKERS, **_CHAT_POLICY),
     "qwen-chat": StepFormat(system_prompt=_QWEN_SYSTEM, step_tag="ки", **_CHAT_POLICY),
     # the real PRM families (reasoner.prm_format.PRM_PRESETS), each with its usual policy side
     "math-shepherd": StepFormat(

@@ -454,7 +454,11 @@ def test_real_suites_smoke(suite, rel, sha, tiny_ckpt, tmp_path, monkeypatch):
     summary = run_bench(cfg, progress=False)
     rows = read_jsonl(tmp_path / suite / RESULTS)
     assert len(rows) == 3 * len(grid(cfg)) and not any(r["error"] for r in rows)
-    assert all(r["gold"] for r in rows) and graded
+    assert all(r["gold"] for r in rows)
+    # the untrained model's chains are cut by the caps: truncated, so no answer is graded (#16);
+    # the suite's gold answers still go through its grader
+    assert all(r["reason"] == "truncated" and r["answer"] is None for r in rows) or graded
+    assert all(grading.grade(r["gold"], r["gold"]) for r in rows) and graded
     meta = json.loads((tmp_path / suite / "run.json").read_text())
     assert meta["data_files"] == [{"file": rel, "path": str(DATA_DIR / rel), "sha256": sha}]
     assert meta["problems"]["used"] == 3 and meta["problems"]["split_total"] in (1319, 500)

@@ -20,7 +20,7 @@ from benchmarks.bench.grid import Cell, is_replayed
 from benchmarks.bench.rows import written_reason
 from benchmarks.config import BenchConfig
 from reasoner.config_io import check_types
-from reasoner.controller import Controller, Limits
+from reasoner.controller import Controller, Limits, is_cut
 from reasoner.models.base import (
     Continuation,
     GenRequest,
@@ -190,8 +190,8 @@ class ReplayPolicy:
                 conts.append(
                     Continuation(
                         steps=pieces,
-                        finished=not any(n.truncated for n in path),
-                        truncated=any(n.truncated for n in path),
+                        finished=not (is_cut(path[-1]) or any(n.truncated for n in path)),
+                        truncated=is_cut(path[-1]) or any(n.truncated for n in path),
                         new_tokens=sum(len(n.token_ids) for n in path),
                         prompt_tokens=len(self.tree.prompt_ids) if j == 0 else 0,
                     )

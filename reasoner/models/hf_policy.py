@@ -140,7 +140,12 @@ class HFPolicy:
                 if self.rules.advance(row, tokens[p], logprobs[p]):
                     continue
                 live[p] = False
-                if self.prefix_cache is not None and row.request.mode == "step" and row.ended_step:
+                if (
+                    self.prefix_cache is not None
+                    and row.request.mode == "step"
+                    and row.ended_step
+                    and not row.step_ids  # (a step marker's ids, past the step, are not cached)
+                ):
                     # the new child will be expanded from here: keep its KV (all but the last token)
                     seq = row.request.prefix_ids + row.generated_ids()
                     self.prefix_cache.put(tuple(seq), extract(cache, p, attn[p]))

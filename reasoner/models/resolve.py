@@ -15,6 +15,7 @@ of another shape) instead of letting transformers re-initialise them with a warn
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass
 from importlib import resources
@@ -187,6 +188,30 @@ def check_model_files(path: Path, gguf_file: str | None = None) -> dict[str, Any
         read_json_object(path / "generation_config.json")
     check_weight_files(path)
     return config
+
+
+def detect_gguf(path: Path, gguf_file: str | None = None) -> str | None:
+    """The GGUF file to load from a checkpoint directory: `gguf_file` if given, else the one
+    `*.gguf` of a directory without config.json (None for an HF checkpoint). A GGUF directory that
+    cannot be loaded (several files, or the `gguf` package missing) is one clear error."""
+    if gguf_file or (path / "config.json").exists() or not path.is_dir():
+        return gguf_file
+    found = sorted(p.name for p in path.glob("*.gguf"))
+    if not found:
+        return None
+    if len(found) > 1:
+        raise ReasonerError(
+            f"{path} holds {len(found)} GGUF files ({', '.join(found)}): name one with "
+            f"gguf_file=... (policy_options) or keep one per directory"
+        )
+    if importlib.util.find_spec("gguf") is None:
+        raise ReasonerError(
+            f"{path / found[0]} is a GGUF checkpoint: reading it needs the `gguf` package (pip "
+            f"install 'reasoner[realmodel]'), or convert it once to an HF checkpoint: "
+            f"AutoModelForCausalLM.from_pretrained(dir, gguf_file=name) and the tokenizer's, then "
+            f"save_pretrained (see README)"
+        )
+    return found[0]
 
 
 def load_step_format(path: Path, override: StepFormat | str | dict | None) -> StepFormat:
@@ -403,6 +428,7 @@ def open_checkpoint(
     path = _RESOLVE[kind](spec)
     if needs_config:
         read_model_config(path, needs_config)
+    gguf_file = detect_gguf(path, gguf_file)
     config = check_model_files(path, gguf_file)
     fmt = load_step_format(path, step_format)
     tokenizer = load_tokenizer(path, trust_remote_code, gguf_file)
@@ -423,5 +449,6 @@ def load_hf_lm(
     if threads:
         torch.set_num_threads(threads)
     ckpt = open_checkpoint(spec, kind, step_format, trust_remote_code, gguf_file)
+    gguf_file = detect_gguf(ckpt.path, gguf_file)
     model = load_causal_lm(ckpt.path, dtype, trust_remote_code, gguf_file)
     return LoadedLM(ckpt.path, ckpt.step_format, ckpt.tokenizer, ckpt.config, model)

@@ -6,6 +6,8 @@ A backend samples tokens; StepRules cuts them, one at a time, into steps:
   the step's token_ids, so the tree's token prefix is exact, and its text is what precedes the
   delimiter, stripped;
 - a bare delimiter (no text before it) closes nothing: its ids stay pending in the next step;
+- with `step_markers` (chat models: "Step 2:"), a line that starts with a marker also ends the
+  step before it: the step keeps its ids up to the newline, the marker's ids begin the next step;
 - end-of-sequence ends the continuation (finished); a bare end-of-sequence joins the previous step;
 - caps: a step reaching `max_step_tokens`, or a continuation reaching its token cap, is cut and
   marked truncated; a "step" request stops after one step, an "end" request after `max_steps`.
@@ -15,6 +17,7 @@ so with temperature 0 both backends produce the same steps.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +37,7 @@ class StepRow:
     cap: int  # tokens the whole continuation may generate
     cont: Continuation = field(default_factory=Continuation)
     step_ids: list[int] = field(default_factory=list)  # the pending step
-    step_lp: float = 0.0
+    step_lps: list[float] = field(default_factory=list)  # its ids' logprobs
     ended_step: bool = False  # a step was closed at the delimiter
 
     def generated_ids(self) -> list[int]:
@@ -98,6 +101,8 @@ class StepRules:
         self._last = step_format.delimiter[-1]
         self._vocab = len(tokenizer)
         self._maybe: dict[int, bool] = {}
+        markers = step_format.step_markers
+        self._marker = re.compile(rf"\n[ \t]*(?:{markers})") if markers else None
 
     def maybe_delimiter(self, tok: int) -> bool:
         """Whether a vocabulary token's text holds the delimiter's last character: only such a
@@ -124,7 +129,7 @@ class StepRules:
         cont = row.cont
         cont.new_tokens += 1
         row.step_ids.append(tok)
-        row.step_lp += lp
+        row.step_lps.append(lp)
         if tok in self.eos_ids:
             self.close_step(row, truncated=False)
             cont.finished = True
@@ -133,12 +138,34 @@ class StepRules:
         if self.maybe_delimiter(tok):
             text = self.tokenizer.decode(row.step_ids, skip_special_tokens=True)
             ended = self.step_format.delimiter in text
-        if ended and self.close_step(row, truncated=False):
+        closed = ended and self.close_step(row, truncated=False)
+        if not ended and self._marker is not None:
+            closed = self.close_at_marker(row)
+        if closed:
             row.ended_step = True
             return len(cont.steps) < row.max_steps and cont.new_tokens < row.cap
         if len(row.step_ids) >= self.step_format.max_step_tokens or cont.new_tokens >= row.cap:
             self.cut(row)
             return False
+        return True
+
+    def close_at_marker(self, row: StepRow) -> bool:
+        """Close the pending step before a line that starts with a step marker (the marker's
+        ids stay pending, for the next step); False when there is no such line after some text."""
+        text = self.tokenizer.decode(row.step_ids, skip_special_tokens=True)
+        at = next((m.start() for m in self._marker.finditer(text) if text[: m.start()].strip()), -1)
+        if at < 0:
+            return False
+        ids = row.step_ids
+        split = next(
+            i
+            for i in range(1, len(ids) + 1)
+            if len(self.tokenizer.decode(ids[:i], skip_special_tokens=True)) > at
+        )
+        rest, rest_lps = ids[split:], row.step_lps[split:]
+        row.step_ids, row.step_lps = ids[:split], row.step_lps[:split]
+        self.close_step(row, truncated=False)
+        row.step_ids, row.step_lps = rest, rest_lps
         return True
 
     def cut(self, row: StepRow) -> None:
@@ -158,11 +185,21 @@ class StepRules:
                 return False  # a bare delimiter: keep its ids so the prefix stays exact
             if cont.steps:  # a bare end-of-sequence: it belongs to the previous step
                 cont.steps[-1].token_ids.extend(ids)
-                cont.steps[-1].logprob += row.step_lp
-                row.step_ids, row.step_lp = [], 0.0
+                cont.steps[-1].logprob += _summed(row.step_lps)
+                row.step_ids, row.step_lps = [], []
                 return True
         cont.steps.append(
-            StepPiece(text=text, token_ids=list(ids), logprob=row.step_lp, truncated=truncated)
+            StepPiece(
+                text=text, token_ids=list(ids), logprob=_summed(row.step_lps), truncated=truncated
+            )
         )
-        row.step_ids, row.step_lp = [], 0.0
+        row.step_ids, row.step_lps = [], []
         return True
+
+
+def _summed(logprobs: list[float]) -> float:
+    """The logprobs' sum, added in order from 0.0 (as a running sum adds them)."""
+    total = 0.0
+    for lp in logprobs:
+        total += lp
+    return total

@@ -45,6 +45,9 @@ class LabelConfig(Config):
     temperature: float = 1.0
     seed: int = 0
     chunk: int = 8  # problems whose rollouts share one batched policy call
+    # the policy's step format (a preset such as "chat", a .toml/.json path); None: the
+    # checkpoint's own step_format.json
+    step_format: str | None = None
 
     def validate(self) -> None:
         """At least one problem, sample, rollout and problem per chunk; a finite temperature."""
@@ -184,7 +187,7 @@ def run_labeling(
     `resume_point`), so a run killed at any point and rerun writes the uninterrupted run's file."""
     cfg.check()
     if policy is None:
-        policy = load_policy(cfg.policy)
+        policy = load_policy(cfg.policy, step_format=cfg.step_format)
     if problems is None:
         problems = load_dataset(cfg.suite, cfg.split, data_dir=cfg.data_dir)
     problems = problems[cfg.offset : cfg.offset + cfg.problems]
