@@ -52,15 +52,21 @@ one expansion (at least one, at most `parallel`), so the overshoot stays below o
 (plus one completion). In rollout mode an expansion costs k rollouts, so the root's expansion
 samples min(k, N) children and the overshoot is below k solutions' worth. The summary is stored in `root.meta["mcts"]`.
 
-Without widening (widen = 0, the default) the search can stop short of its budget, and on the
-arith curve it mostly does (benchmarks/results/CURVES.md: 3,661 policy tokens at N = 64 against
+Without widening (widen = 0; the default is 1) the search can stop short of its budget, and on
+the arith curve it did (benchmarks/results/CURVES.md: 3,661 policy tokens at N = 64 against
 ~6,100 for the others): every node is expanded once, and with a low-entropy policy most of its
 k samples repeat a sibling, so the tree runs out of open leaves (in a pilot at N = 64, 9 of 16
 problems stopped so, with 30-50 % of the generated tokens duplicates); or every descent of a
 tick ends at a finished chain (re-backing up a terminal costs nothing) until MAX_DESCENTS, so
 the tick chooses no leaf. Either way the search ends. With widen > 0 terminal backups raise the
 visits above them until an ancestor widens, and an exhausted tree widens, so the search spends
-its budget (pilot, 30 arith test problems: 0 of 30 under budget with widen = 1).
+its budget (pilot, 30 arith test problems: 0 of 30 under budget with widen = 1). On the curve
+(100 arith test problems, shipped ER-PRM, benchmarks/results/curve-evidence-mcts-widen) widen = 1
+with final = "value" (the defaults) reach 55 % at N = 16 and 65 % at N = 64, against 45 % and
+49 % for widen = 0, final = "visits" and best-of-N's 50 % / 59 %; they spend 7 % / 21 % more
+policy tokens than best-of-N (1,701 vs 1,588; 7,427 vs 6,128), since re-expanding the root
+re-reads the prompt. "visits" follows the first good chain (terminal re-backups inflate its
+visits), so "value" is the default pick.
 
 Final pick (option `final`): "visits" = descend from the root by most visits (ties: higher Q,
 then the earlier child); "value" = descend by highest Q (ties: more visits). If the descent ends
@@ -71,8 +77,8 @@ aggregated chain scores, returning the winning answer's best-scored chain.
 
 Options: k (int >= 1, default 4), c_puct (>= 0, default 1.0), prior ("uniform" | "prm" |
 "policy", default "prm"), prior_temperature (> 0, default 1.0), leaf_value ("prm" | "rollout"),
-parallel (int >= 1, default 4), final ("visits" | "value" | "vote"), widen (>= 0, default 0:
-each node is expanded once).
+parallel (int >= 1, default 4), final ("visits" | "value" | "vote", default "value"), widen
+(>= 0, default 1; 0: each node is expanded once).
 """
 
 from __future__ import annotations
@@ -249,8 +255,8 @@ class MCTS(Strategy):
         "prior_temperature": 1.0,
         "leaf_value": "prm",
         "parallel": 4,
-        "final": "visits",
-        "widen": 0.0,
+        "final": "value",
+        "widen": 1.0,
     }
 
     def validate(self) -> None:
