@@ -392,7 +392,7 @@ def test_mcts_backup_keeps_visits_and_values_consistent(leaf_value, final, widen
 
 def test_mcts_batches_several_leaves_per_tick_with_virtual_loss():
     # without widening every tick is one Expand then one Score (a widening tick may re-score)
-    strategy = make("mcts", k=4, parallel=4, widen=0.0)
+    strategy = make("mcts", k=4, parallel=4, widen=0.0, final="visits")
     pick, tree, world = drive(strategy, budget=32, world=Scripted(depth=5))
     expands = [r for r in world.log if isinstance(r, Expand)]
     assert len(expands[0].nodes) == 1  # only the root exists at first
