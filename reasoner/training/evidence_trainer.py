@@ -6,13 +6,15 @@ problem, and the metrics are the LM trainer's (reasoner.training.prm_metrics). T
 frozen, so its features are computed once per record and cached beside the run (features.pt,
 keyed by the records and the base): a rerun, or another label kind on the same data, only
 retrains the head, which takes seconds. `train_evidence_prm` reads top to bottom: data, features,
-head, the shared loop, the save.
+head, the shared loop, the save (a base other than "embedded" is linked into the checkpoint).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,8 @@ from reasoner.training.prm_loop import batch_indices, run_training, start_run, t
 from reasoner.training.prm_metrics import step_metrics
 from reasoner.training.records import LabeledSolution
 from reasoner.types import ReasonerError
+
+BASE_DIR = "base"  # where a checkpoint keeps its (linked) base, relative to itself
 
 
 def _fingerprint(records: list[LabeledSolution], base: str) -> str:
@@ -97,6 +101,27 @@ def evaluate_head(head: Any, examples: list[dict]) -> dict[str, Any]:
     return step_metrics(examples, torch.sigmoid(logits).tolist(), y.tolist(), truths, float(loss))
 
 
+def reference_base(base: str, final: Path) -> str:
+    """The base as the checkpoint records it: "embedded" as it is; any other base is linked (or,
+    across file systems, copied) into final/base/ and recorded as "base", relative to the
+    checkpoint, so the checkpoint directory can be moved or copied whole."""
+    if base == "embedded":
+        return base
+    target = final / BASE_DIR
+    shutil.rmtree(target, ignore_errors=True)  # a rerun's
+    final.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(base, target, copy_function=_link_or_copy)
+    return BASE_DIR
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """A hard link (no space used) where the file system allows one, else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def train_evidence_prm(
     cfg: EvidencePRMTrainConfig,
     records: list[LabeledSolution] | None = None,
@@ -158,6 +183,8 @@ def train_evidence_prm(
         "steps": total_steps,
         "val": validate(),
     }
-    final = save_evidence_prm(out / "final", head.eval(), base, names, {"training": summary})
+    final = out / "final"
+    saved_base = reference_base(base, final)
+    final = save_evidence_prm(final, head.eval(), saved_base, names, {"training": summary})
     (final / "prm_training.json").write_text(json.dumps(summary, indent=2))
     return final

@@ -159,6 +159,8 @@ def train_lm_prm(
     if cfg.prm_format:
         fmt = dataclasses.replace(fmt, **cfg.prm_format)
     model = load_causal_lm(base, "float32")
+    if cfg.add_step_tag_token:
+        add_tag_token(tokenizer, model, fmt.prm_format.step_tag)
     append_identity_layers(model, cfg.extra_layers)  # no-op at 0
     if cfg.untie_embeddings or cfg.freeze_base:
         untie_output_embeddings(model)
@@ -220,6 +222,15 @@ def train_lm_prm(
     }
     (final / "prm_training.json").write_text(json.dumps(summary, indent=2))
     return final
+
+
+def add_tag_token(tokenizer: Any, model: Any, tag: str) -> None:
+    """Make `tag` one token: add it as a special token and resize the model's embeddings (its new
+    row: the mean of the others, transformers' default); a no-op when it already is one."""
+    if len(tokenizer.encode(tag, add_special_tokens=False)) == 1:
+        return
+    tokenizer.add_tokens([tag], special_tokens=True)
+    model.resize_token_embeddings(len(tokenizer))
 
 
 def _with_lora(model: Any, rank: int) -> Any:

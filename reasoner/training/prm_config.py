@@ -160,6 +160,9 @@ class LMPRMTrainConfig(PRMTrainConfig):
     # train only the appended layers, the final norm and the (untied) output head: the policy's
     # layers, whose last one forms its next-token predictions, stay exactly as trained
     freeze_base: bool = False
+    # add the step tag to the tokenizer as a new special token (resizing the embeddings; saved
+    # with the checkpoint), for a base in which the tag is several tokens ("ки" in SmolLM2)
+    add_step_tag_token: bool = False
 
     def validate(self) -> None:
         """The shared checks, then: PRM input fields only, a non-negative LM loss weight, and
