@@ -12,6 +12,9 @@ import dataclasses
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_step_rules import NEWLINE, WORDS, as_tuple, hf_replay, scripted_vllm_policy
 
 from benchmarks.report import _capped_section
 from reasoner import Reasoner
@@ -134,3 +137,30 @@ def test_gguf_directory_is_one_clear_error(tmp_path, monkeypatch):
     (tmp_path / "b.gguf").write_bytes(b"GGUF")
     with pytest.raises(ReasonerError, match="holds 2 GGUF files"):
         detect_gguf(tmp_path)
+
+
+MARKER = TOKENIZER.encode("\nStep 2:", add_special_tokens=False)
+MARKED_TOKENS = st.one_of(
+    st.just(MARKER), st.sampled_from([[t] for t in WORDS]), st.just([NEWLINE]), st.just([EOS])
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    pieces=st.lists(st.lists(MARKED_TOKENS, min_size=1, max_size=12), min_size=1, max_size=3),
+    mode=st.sampled_from(["step", "end"]),
+    max_step_tokens=st.integers(2, 12),
+    max_steps=st.integers(1, 4),
+)
+def test_vllm_replay_equals_hf_with_step_markers(pieces, mode, max_step_tokens, max_steps):
+    """With markers, vLLM's samples (stopped at "\\n\\n" only) replay to the HF rules' steps."""
+    fmt = dataclasses.replace(CHAT, max_step_tokens=max_step_tokens, max_steps=max_steps)
+    scripts = [[t for part in piece for t in part] for piece in pieces]
+    requests = [GenRequest([1, 100 + i], 1, i, mode, 0.0) for i in range(len(scripts))]
+    full = {tuple(r.prefix_ids): s + WORDS * 8 for r, s in zip(requests, scripts)}
+    got = scripted_vllm_policy(full, fmt).generate(requests)
+    rules = StepRules(TOKENIZER, fmt, {EOS})
+    for request, [cont] in zip(requests, got):
+        want = hf_replay(rules, request, full[tuple(request.prefix_ids)])
+        assert as_tuple(cont) == as_tuple(want)
+        assert all(fmt.delimiter not in s.text for s in cont.steps)
