@@ -16,6 +16,7 @@ on the converted LM head) and Qwen2.5-Math-PRM (its native model); Skywork's val
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import shutil
 import sys
@@ -58,27 +59,6 @@ CASES = [
 TOLERANCE = 1e-5
 
 
-def _family(name: str):
-    family = FAMILIES[name]
-    reason = family.missing()
-    if reason:
-        pytest.skip(f"{name}: {reason}")
-    return family
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """Each family's tiny checkpoint (in its real file layout), built once on first use."""
-    cache: dict[str, Path] = {}
-
-    def get(name: str) -> Path:
-        if name not in cache:
-            cache[name] = _family(name).build(tmp_path_factory.mktemp(name))
-        return cache[name]
-
-    return get
-
-
 def card_scores(name: str, model, tok, question: str, steps: list[str]) -> list[float]:
     """The reference scorer's scores of the steps as the product feeds them (stripped where the
     preset strips them)."""
@@ -97,29 +77,20 @@ def card_scores(name: str, model, tok, question: str, steps: list[str]) -> list[
 
 
 @pytest.fixture(scope="module")
-def reference(built):
-    """The card's scores of (question, steps), from the reference loader and scorer."""
-    loaded: dict[str, tuple] = {}
+def reference(prm_family_ckpt):
+    """The card's scores of (question, steps), from the reference loader (once per family)."""
+    loaded = functools.cache(lambda name: FAMILIES[name].load(prm_family_ckpt(name)))
 
     def score(name: str, question: str, steps: list[str]) -> list[float]:
-        if name not in loaded:
-            loaded[name] = FAMILIES[name].load(built(name))
-        return card_scores(name, *loaded[name], question, steps)
+        return card_scores(name, *loaded(name), question, steps)
 
     return score
 
 
 @pytest.fixture(scope="module")
-def product(built):
+def product(prm_family_ckpt):
     """load_prm(dir, "hf", "<preset>") for each family, loaded once."""
-    loaded: dict[str, HFPRM] = {}
-
-    def get(name: str) -> HFPRM:
-        if name not in loaded:
-            loaded[name] = load_prm(str(built(name)), "hf", name)
-        return loaded[name]
-
-    return get
+    return functools.cache(lambda name: load_prm(str(prm_family_ckpt(name)), "hf", name))
 
 
 # ---------------------------------------------------------------------------------- golden
@@ -139,12 +110,12 @@ def test_load_prm_scores_as_the_card(name, case, product, reference):
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
-def test_batching_and_prefix_reuse_do_not_change_scores(name, built, product, reference):
+def test_batching_and_prefix_reuse_do_not_change_scores(name, prm_family_ckpt, product, reference):
     """Chains scored together, and children scored after their parents (their KV reused), give
     the card's scores; the children encode fewer tokens than cold ones."""
     warm = product(name)
     warm.clear_cache()
-    cold = load_prm(str(built(name)), "hf", name, prefix_cache_mb=0)
+    cold = load_prm(str(prm_family_ckpt(name)), "hf", name, prefix_cache_mb=0)
     question, steps = CASES[2]
     chains = [ScoreRequest(question, steps[:k]) for k in range(1, len(steps) + 1)]
     chains.append(ScoreRequest(QUESTION, STEPS))
@@ -160,7 +131,7 @@ def test_batching_and_prefix_reuse_do_not_change_scores(name, built, product, re
     assert spent_warm < spent_cold
 
 
-def test_the_cards_ids_and_positions(built, product):
+def test_the_cards_ids_and_positions(prm_family_ckpt, product):
     """What each family reads, as its card names it."""
     shepherd = product("math-shepherd")
     tok = shepherd.tokenizer
@@ -187,7 +158,9 @@ def test_the_cards_ids_and_positions(built, product):
     qwen = product("qwen2.5-math-prm")
     ids, readouts = qwen.builder.build(QUESTION, STEPS)
     assert [ids[t] for t in readouts] == [qwen.tokenizer.convert_tokens_to_ids("<extra_0>")] * 3
-    assert qwen.builder.pos_id is None and not list(built("qwen2.5-math-prm").glob("*.py"))
+    assert qwen.builder.pos_id is None and not list(
+        prm_family_ckpt("qwen2.5-math-prm").glob("*.py")
+    )
 
     sky = product("skywork-prm")
     ids, readouts = sky.builder.build(QUESTION, STEPS)
@@ -237,8 +210,10 @@ def _copy_without(src: Path, dst: Path, drop: str, fmt: str) -> Path:
         ("skywork-prm", "v_head.", "bin", r"v_head\.summary\.weight, v_head\.summary\.bias"),
     ],
 )
-def test_a_dropped_head_fails_to_load_naming_the_keys(name, drop, fmt, keys, built, tmp_path):
-    broken = _copy_without(built(name), tmp_path / "broken", drop, fmt)
+def test_a_dropped_head_fails_to_load_naming_the_keys(
+    name, drop, fmt, keys, prm_family_ckpt, tmp_path
+):
+    broken = _copy_without(prm_family_ckpt(name), tmp_path / "broken", drop, fmt)
     with pytest.raises(ReasonerError, match=rf"the weights lack {keys}.*head is missing"):
         load_prm(str(broken), "hf", name)
 
@@ -265,16 +240,18 @@ def test_a_dropped_head_fails_to_load_naming_the_keys(name, drop, fmt, keys, bui
         ),
     ],
 )
-def test_the_wrong_preset_is_an_error_naming_the_one_that_fits(name, preset, message, built):
+def test_the_wrong_preset_is_an_error_naming_the_one_that_fits(
+    name, preset, message, prm_family_ckpt
+):
     with pytest.raises(ReasonerError, match=message):
-        load_prm(str(built(name)), "hf", preset)
+        load_prm(str(prm_family_ckpt(name)), "hf", preset)
 
 
-def test_weights_the_model_does_not_use_are_an_error(built, tmp_path):
+def test_weights_the_model_does_not_use_are_an_error(prm_family_ckpt, tmp_path):
     """A Qwen PRM whose config was renamed to a causal LM: transformers would drop score.* and
     initialise lm_head at random; we name both and the preset."""
     ckpt = tmp_path / "renamed"
-    shutil.copytree(built("qwen2.5-math-prm"), ckpt)
+    shutil.copytree(prm_family_ckpt("qwen2.5-math-prm"), ckpt)
     config = json.loads((ckpt / "config.json").read_text())
     config["architectures"] = ["Qwen2ForCausalLM"]
     (ckpt / "config.json").write_text(json.dumps(config))
@@ -285,8 +262,8 @@ def test_weights_the_model_does_not_use_are_an_error(built, tmp_path):
         load_prm(str(ckpt), "hf", {"prm": "er-prm"})
 
 
-def test_ids_other_than_the_cards_are_an_error_naming_both(built):
-    tok = load_prm(str(built("math-shepherd")), "hf", "math-shepherd").tokenizer
+def test_ids_other_than_the_cards_are_an_error_naming_both(prm_family_ckpt):
+    tok = load_prm(str(prm_family_ckpt("math-shepherd")), "hf", "math-shepherd").tokenizer
     card = PRMFormat(name="card", prompt="{problem} ", step_tag=" ки", step_tag_id=12902)
     assert PRMInputBuilder(tok, card).tag_id == 12902
     with pytest.raises(ReasonerError, match=r"'ки' is id 1107 \('ки'\).*names id 12902 \('▁ки'\)"):
@@ -297,18 +274,18 @@ def test_ids_other_than_the_cards_are_an_error_naming_both(built):
         PRMInputBuilder(tok, PRMFormat(step_tag="ки+"))
 
 
-def test_a_tag_that_merges_with_its_neighbours_is_an_error(built):
+def test_a_tag_that_merges_with_its_neighbours_is_an_error(prm_family_ckpt):
     """Encoded whole, a tag can fuse with the text around it; reading there would read noise
     (Math-Shepherd's card itself misses the tag of a step that ends in spaces)."""
-    tok = load_prm(str(built("math-shepherd")), "hf", "math-shepherd").tokenizer
+    tok = load_prm(str(prm_family_ckpt("math-shepherd")), "hf", "math-shepherd").tokenizer
     unstripped = PRMInputBuilder(tok, PRMFormat(name="raw", prompt="{problem} ", step_tag=" ки"))
     with pytest.raises(ReasonerError, match=r"'raw': the step tag ' ки' \(id 12902, '▁ки'\)"):
         unstripped.build("Q?", ["ends in spaces  "])
     assert PRESETS["math-shepherd"].prm_format.strip_steps  # so the preset strips its steps
 
 
-def test_a_tag_fused_with_a_word_is_an_error(built):
-    tok = load_prm(str(built("er-prm")), "hf", "er-prm").tokenizer
+def test_a_tag_fused_with_a_word_is_an_error(prm_family_ckpt):
+    tok = load_prm(str(prm_family_ckpt("er-prm")), "hf", "er-prm").tokenizer
     fmt = PRMFormat(name="fused", prompt="{problem} ", step_tag="s", positive_token=" +")
     assert len(tok.encode("s", add_special_tokens=False)) == 1
     builder = PRMInputBuilder(tok, PRMFormat(name="ok", prompt="{problem} ", step_tag=" ки"))
@@ -327,7 +304,7 @@ def test_no_format_crashes_on_braces(product):
 # ---------------------------------------------------------------------------------- a user's family
 
 
-def test_a_users_family_is_one_toml_file(built, product, tmp_path):
+def test_a_users_family_is_one_toml_file(prm_family_ckpt, product, tmp_path):
     """Math-Shepherd's fields written as a user would: same scores as the preset."""
     path = tmp_path / "my_prm.toml"
     path.write_text(
@@ -337,7 +314,7 @@ def test_a_users_family_is_one_toml_file(built, product, tmp_path):
         'tokenize = "whole"\nreadout = "lm-labels"\npositive_token = "+"\nnegative_token = "-"\n'
         "step_tag_id = 12902\n"
     )
-    mine = load_prm(str(built("math-shepherd")), "hf", str(path))
+    mine = load_prm(str(prm_family_ckpt("math-shepherd")), "hf", str(path))
     assert mine.step_format.max_steps == 30 and mine.builder.format.name == "mine"
     request = [ScoreRequest(*CASES[2])]
     want = product("math-shepherd").score(request)[0][0]
@@ -390,10 +367,10 @@ def _dims(**dims):
         tiny_models.TINY_DIMS.update(saved)
 
 
-def test_vllm_cannot_serve_a_value_head_and_says_so(built, monkeypatch):
+def test_vllm_cannot_serve_a_value_head_and_says_so(prm_family_ckpt, monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # the error comes before any engine
     with pytest.raises(ReasonerError, match=r"vLLM cannot serve a value-head PRM.*backend 'hf'"):
-        load_prm(str(built("skywork-prm")), "vllm", "skywork-prm")
+        load_prm(str(prm_family_ckpt("skywork-prm")), "vllm", "skywork-prm")
 
 
 @pytest.fixture(scope="module")
