@@ -23,7 +23,7 @@ from reasoner.config_io import Config, check_min
 from reasoner.models.torch_state import load_module_state, load_torch_state, state_entries
 from reasoner.step_format import StepFormat
 from reasoner.synthetic import load_split
-from reasoner.training.run_log import resume_log
+from reasoner.training.run_log import resume_checkpoint, resume_log
 from reasoner.training.schedule import warmup_cosine_lr
 from reasoner.training.tokenizer import build_tokenizer
 from reasoner.types import Problem, ReasonerError
@@ -201,20 +201,15 @@ def train_policy(
         lr=cfg.lr,
         betas=(cfg.beta1, cfg.beta2),
     )
-    start, running = 0, []
     ckpt = out / "checkpoint.pt"
     if cfg.init_from and not ckpt.exists():  # a new stage: previous weights, fresh optimizer
         source = Path(cfg.init_from) / "checkpoint.pt"
         hint = "init_from must name a train-policy out_dir this version wrote"
         [weights] = state_entries(load_torch_state(source, hint), source, ("model",), hint)
         load_module_state(model, weights, source, hint)
-    if ckpt.exists():  # resume (tensors and plain values only: no code runs from the file)
-        hint = f"delete {ckpt} to restart the run from step 0"
-        state = load_torch_state(ckpt, hint)
-        weights, optim_state, start = state_entries(state, ckpt, ("model", "optim", "step"), hint)
-        running = list(state.get("running", []))  # the losses since the last log record
-        load_module_state(model, weights, ckpt, hint)
-        load_module_state(optim, optim_state, ckpt, hint)
+    start, running = resume_checkpoint(
+        ckpt, model, optim, f"delete {ckpt} to restart the run from step 0"
+    )
     log_path = out / "loss.jsonl"
     resume_log(log_path, start)
 

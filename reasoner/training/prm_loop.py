@@ -15,9 +15,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from reasoner.models.torch_state import load_module_state, load_torch_state, state_entries
 from reasoner.training.prm_config import PRMTrainConfig
-from reasoner.training.run_log import resume_log
+from reasoner.training.run_log import resume_checkpoint, resume_log
 from reasoner.training.schedule import warmup_cosine_lr
 
 
@@ -58,14 +57,10 @@ def run_training(
 ) -> None:
     """Run (or resume from out/checkpoint.pt) steps [start, total_steps) of `loss_at(step)`,
     logging validation to out/log.jsonl every cfg.eval_every steps and at the end."""
-    start, ckpt, running = 0, out / "checkpoint.pt", []
-    if ckpt.exists():  # tensors and plain values only: no code runs from the file
-        hint = f"delete {ckpt} to restart training from step 0"
-        state = load_torch_state(ckpt, hint)
-        weights, optim_state, start = state_entries(state, ckpt, ("model", "optim", "step"), hint)
-        running = list(state.get("running", []))  # the losses since the last log record
-        load_module_state(model, weights, ckpt, hint)
-        load_module_state(optim, optim_state, ckpt, hint)
+    ckpt = out / "checkpoint.pt"
+    start, running = resume_checkpoint(
+        ckpt, model, optim, f"delete {ckpt} to restart training from step 0"
+    )
     log_path = out / "log.jsonl"
     resume_log(log_path, start)
     bar = tqdm(total=total_steps, initial=start, disable=not progress, desc=desc)
