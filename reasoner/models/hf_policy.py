@@ -19,11 +19,17 @@ from reasoner.models.base import Continuation, GenRequest
 from reasoner.models.kv_reuse import PrefixKVCache, extract, forward_cached
 from reasoner.models.resolve import load_hf_lm
 from reasoner.models.sampling import row_key, sample_tokens
-from reasoner.models.step_rules import StepRules, check_requests, eos_token_ids, start_rows
+from reasoner.models.step_rules import (
+    StepRules,
+    StepRulesPolicy,
+    check_requests,
+    eos_token_ids,
+    start_rows,
+)
 from reasoner.step_format import StepFormat
 
 
-class HFPolicy:
+class HFPolicy(StepRulesPolicy):
     """A local HF causal LM that proposes steps."""
 
     def __init__(
@@ -52,28 +58,10 @@ class HFPolicy:
         self.rules = StepRules(self.tokenizer, lm.step_format, self.eos_ids)
 
     @property
-    def step_format(self) -> StepFormat:
-        """The step format the policy's step rules follow."""
-        return self.rules.step_format
-
-    @step_format.setter
-    def step_format(self, step_format: StepFormat) -> None:
-        self.rules = StepRules(self.tokenizer, step_format, self.eos_ids)
-
-    @property
     def max_rows_per_call(self) -> int:
         """Rows the controller puts in one call: one decoding batch (max_batch_rows), so the
         controller's calls are the batches this policy would cut a large call into."""
         return self.max_batch_rows
-
-    # ------------------------------------------------------------------------------------------
-    def encode_prompt(self, problem_text: str) -> list[int]:
-        """Prompt ids (chat template or plain template, with BOS when the model uses one)."""
-        return self.step_format.encode_prompt(problem_text, self.tokenizer, self.max_context)
-
-    def decode(self, ids: list[int]) -> str:
-        """The text of token ids (special tokens skipped)."""
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     # ------------------------------------------------------------------------------------------
     def generate(self, requests: list[GenRequest]) -> list[list[Continuation]]:

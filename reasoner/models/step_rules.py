@@ -197,6 +197,34 @@ class StepRules:
         return True
 
 
+class StepRulesPolicy:
+    """What HFPolicy and VLLMPolicy share over their StepRules: the step format (setting it
+    rebuilds the rules), prompt encoding and decoding. Needs tokenizer, eos_ids, rules and
+    max_context set by the policy."""
+
+    tokenizer: Any
+    eos_ids: set[int]
+    rules: StepRules
+    max_context: int
+
+    @property
+    def step_format(self) -> StepFormat:
+        """The step format the policy's step rules follow."""
+        return self.rules.step_format
+
+    @step_format.setter
+    def step_format(self, step_format: StepFormat) -> None:
+        self.rules = StepRules(self.tokenizer, step_format, self.eos_ids)
+
+    def encode_prompt(self, problem_text: str) -> list[int]:
+        """Prompt ids (chat template or plain template, with BOS when the model uses one)."""
+        return self.step_format.encode_prompt(problem_text, self.tokenizer, self.max_context)
+
+    def decode(self, ids: list[int]) -> str:
+        """The text of token ids (special tokens skipped)."""
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
 def _summed(logprobs: list[float]) -> float:
     """The logprobs' sum, added in order from 0.0 (as a running sum adds them)."""
     total = 0.0

@@ -31,6 +31,7 @@ from reasoner.models.sampling import row_key
 from reasoner.models.step_rules import (
     StepRow,
     StepRules,
+    StepRulesPolicy,
     check_requests,
     eos_token_ids,
     start_rows,
@@ -54,7 +55,7 @@ class _Row(StepRow):
     round: int = 0
 
 
-class VLLMPolicy:
+class VLLMPolicy(StepRulesPolicy):
     """A local HF checkpoint served by vLLM that proposes steps.
 
     Options: dtype (default: float32 on CPU, the checkpoint's on GPU), tensor_parallel_size,
@@ -121,24 +122,7 @@ class VLLMPolicy:
         self._SamplingParams = SamplingParams
         self._TokensPrompt = TokensPrompt
 
-    @property
-    def step_format(self) -> StepFormat:
-        """The step format the policy's step rules follow."""
-        return self.rules.step_format
-
-    @step_format.setter
-    def step_format(self, step_format: StepFormat) -> None:
-        self.rules = StepRules(self.tokenizer, step_format, self.eos_ids)
-
     # ------------------------------------------------------------------------------------------
-    def encode_prompt(self, problem_text: str) -> list[int]:
-        """Prompt ids (chat template or plain template, with BOS when the model uses one)."""
-        return self.step_format.encode_prompt(problem_text, self.tokenizer, self.max_context)
-
-    def decode(self, ids: list[int]) -> str:
-        """The text of token ids (special tokens skipped)."""
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
-
     def clear_cache(self) -> None:
         """Nothing of ours is cached (vLLM's engine keeps its own prefix cache, whose hits show
         as prompt tokens not computed)."""
