@@ -289,3 +289,10 @@ def test_timeout_bounds_the_call_when_every_worker_is_busy() -> None:
     # a waiting call gives up at its own deadline instead of queueing behind the hung ones; a
     # replacement worker's start-up (importing math-verify) may add a few seconds on a busy box
     assert max(seconds) < 6.0, seconds
+
+
+def test_a_timeout_is_reported_not_silent(caplog: pytest.LogCaptureFixture) -> None:
+    grading.warm_up()
+    with caplog.at_level("WARNING", logger="reasoner.grading"):
+        assert grade(*HANG, timeout=0.5) is False
+    assert any("timed out (graded as not equal)" in r.getMessage() for r in caplog.records)

@@ -217,7 +217,10 @@ class _Pool:
         finally:
             self.release(worker, broken=result is None)
         if result is None:
-            logger.info("symbolic grading timed out: %.80r vs %.80r", pred, gold)
+            # graded False: say so where a user sees it (a run's accuracy counts it as wrong)
+            logger.warning(
+                "symbolic grading timed out (graded as not equal): %.80r vs %.80r", pred, gold
+            )
         return result
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -366,8 +367,14 @@ def count_parameters(path: Path, trust_remote_code: bool = False) -> int:
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(cfg, trust_remote_code=trust_remote_code)
         return sum(p.numel() for p in model.parameters())
-    except Exception:
-        return 0  # unknown: FLOP estimates will read 0
+    except Exception as err:  # unknown: say so, since every FLOP figure of the run reads 0
+        warnings.warn(
+            f"{path}: cannot count the model's parameters ({type(err).__name__}: {err}); "
+            "its FLOPs will be reported as 0",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return 0
 
 
 # how each kind of model spec is resolved to a directory
