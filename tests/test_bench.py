@@ -565,3 +565,37 @@ def test_hand_edited_run_files_are_errors_naming_file_and_line(tiny_ckpt, tmp_pa
     (out / "run.json").write_bytes(b'{"config": "\xff"}')
     with pytest.raises(ReasonerError, match=r"run.json is not valid JSON"):
         run_bench(cfg, progress=False)
+
+
+def test_a_plugin_prm_family_named_in_a_suite_runs_and_is_fingerprinted(
+    tiny_ckpt, tmp_path, monkeypatch
+):
+    from reasoner.models import loading
+    from reasoner.models.base import PRMFamily
+    from reasoner.step_format import StepFormat
+
+    class ConstantPRM:
+        num_parameters = 0
+        step_format = StepFormat()
+
+        def score(self, requests):
+            return [[0.25] * len(r.steps) for r in requests], 0
+
+        def clear_cache(self):
+            pass
+
+    class Constant(PRMFamily):
+        name = "constant-test"
+
+        @classmethod
+        def load(cls, path, backend, step_format, **options):
+            return ConstantPRM()
+
+    monkeypatch.setitem(loading.PRM_FAMILIES.entries, "constant-test", Constant)
+    cfg = tiny_cfg(tiny_ckpt, tmp_path / "out", prms=["constant-test"], strategies=["best_of_n"])
+    run_bench(cfg, progress=False)
+    rows = read_jsonl(tmp_path / "out" / RESULTS)
+    assert rows and all(r["prm"] == "constant-test" for r in rows)
+    assert all(set(r["step_scores"]) <= {0.25} for r in rows)
+    meta = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert "family:constant-test" in json.dumps(meta)

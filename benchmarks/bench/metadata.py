@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata as md
+import inspect
 import os
 import platform
 import subprocess
@@ -22,7 +23,8 @@ from benchmarks.bench.problems import ProblemSet
 from benchmarks.config import BenchConfig
 from reasoner.datasets import file_sha256, resolve_data_dir
 from reasoner.models import checker_prm
-from reasoner.models.resolve import resolve_model_path
+from reasoner.models.loading import resolve_prm_spec
+from reasoner.models.resolve import locate_model_path, resolve_model_path
 from reasoner.types import ReasonerError
 
 FINGERPRINT_MAX_BYTES = 512 * 1024 * 1024
@@ -49,7 +51,15 @@ def model_fingerprint(spec: str, kind: str) -> dict[str, Any] | None:
         digest = hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()
         return {"path": f"builtin:{spec}", "bytes": 0, "sha256": digest, "exact": True}
 
-    path = resolve_model_path(spec, kind)
+    if kind == "prm":
+        family, ckpt = resolve_prm_spec(spec)  # a family name, NAME:PATH or a checkpoint path
+        if ckpt is None:  # a model-free family: its code is what the scores depend on
+            source = Path(inspect.getsourcefile(family) or "")
+            digest = hashlib.sha256(source.read_bytes() if source.is_file() else b"").hexdigest()
+            return {"path": f"family:{family.name}", "bytes": 0, "sha256": digest, "exact": True}
+        path = locate_model_path(ckpt, "prm")
+    else:
+        path = resolve_model_path(spec, kind)
     files = sorted(p for p in path.rglob("*") if p.is_file() and ".cache" not in p.parts)
     total = sum(p.stat().st_size for p in files)
     exact = total <= FINGERPRINT_MAX_BYTES
