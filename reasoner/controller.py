@@ -11,6 +11,7 @@ drawn.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import zlib
@@ -81,6 +82,17 @@ class _Run:
     started: float = 0.0
     solution: Solution | None = None
     expansions: dict[int, int] = field(default_factory=dict)
+    seed: int = 0  # this search's own seed: its samples do not depend on other searches
+    aggregation: str = "min"
+
+    @property
+    def done(self) -> bool:
+        """Whether the search has ended (its `solution` is set)."""
+        return self.solution is not None
+
+
+# the handle of one search started with Controller.start, advanced by Controller.tick
+RunHandle = _Run
 
 
 class Controller:
@@ -105,25 +117,73 @@ class Controller:
     # ------------------------------------------------------------------------------------------
     def run(self, problems: list[Problem], strategy: Strategy, budget: int) -> list[Solution]:
         """Solve every problem with `strategy`; all searches advance together."""
+        self.check_strategy(strategy)
+        self.clear_caches()
+        runs = [self.start(p, strategy, budget) for p in problems]
+        live = [r for r in runs if r.solution is None]
+        while live:
+            live = self.tick(live)
+        return [r.solution for r in runs]  # type: ignore[misc]
+
+    # the incremental API (reasoner serve): start searches at any time, advance all live ones
+    # together one tick at a time, cancel one between ticks
+    def check_strategy(self, strategy: Strategy) -> None:
+        """Refuse a strategy that needs a PRM when there is none."""
         if strategy.prm is PRMUse.REQUIRED and self.prm is None:
             raise ReasonerError(
                 f"strategy {strategy.name!r} needs a PRM; pass prm=... (or 'embedded')"
             )
+
+    def clear_caches(self) -> None:
+        """Forget the models' cached prefix encodings, so later searches' metered tokens and
+        seconds are their own, whatever ran before them."""
         for model in (self.policy, self.prm):
-            # each call's metered tokens and seconds are its own, whatever ran before it (a user's
-            # object without the protocols' clear_cache has nothing of ours to forget)
+            # a user's object without the protocols' clear_cache has nothing of ours to forget
             if model is not None and hasattr(model, "clear_cache"):
                 model.clear_cache()
-        runs = [_Run(problem=p) for p in problems]
-        for run in runs:
-            self._start(run, strategy, budget)
-        live = [r for r in runs if r.solution is None]
-        while live:
-            self._serve(live)
-            live = [r for r in live if r.solution is None]
-        return [r.solution for r in runs]  # type: ignore[misc]
 
-    def _start(self, run: _Run, strategy: Strategy, budget: int) -> None:
+    def start(
+        self,
+        problem: Problem,
+        strategy: Strategy,
+        budget: int,
+        *,
+        seed: int | None = None,
+        temperature: float | None = None,
+        aggregation: str | None = None,
+    ) -> RunHandle:
+        """Start one search (its first request is pending; a problem that cannot be searched
+        is done at once, its Solution saying why). seed, temperature and aggregation default
+        to the controller's; a search's seed is its own, so its result does not depend on the
+        searches it shares ticks with."""
+        self.check_strategy(strategy)
+        run = _Run(problem=problem)
+        run.seed = self.seed if seed is None else seed
+        run.aggregation = self.aggregation if aggregation is None else aggregation
+        temp = None if temperature is None else check_temperature(temperature)
+        self._start(run, strategy, budget, temp)
+        return run
+
+    def tick(self, runs: list[RunHandle]) -> list[RunHandle]:
+        """Serve the pending request of every live run in `runs` (one lockstep round of model
+        calls); return the runs still live after it."""
+        live = [r for r in runs if r.solution is None]
+        if live:
+            self._serve(live)
+        return [r for r in live if r.solution is None]
+
+    def cancel(self, run: RunHandle, reason: str = "cancelled") -> None:
+        """Stop a live search between ticks; its Solution says `reason` and holds no answer."""
+        if run.solution is not None:
+            return
+        if run.search is not None:
+            run.search.close()
+        run.solution = Solution.failed(run.problem.id, run.strategy_name, reason)
+        run.solution.reason = reason
+
+    def _start(
+        self, run: _Run, strategy: Strategy, budget: int, temperature: float | None = None
+    ) -> None:
         run.started = time.perf_counter()
         run.strategy_name = strategy.name
         try:
@@ -135,11 +195,13 @@ class Controller:
         ctx = SearchContext(
             tree=run.tree,
             budget=budget,
-            aggregation=self.aggregation,
+            aggregation=run.aggregation,
             has_prm=self.prm is not None,
             max_depth=self.limits.max_depth,
         )
         run.search = strategy.search(ctx)
+        if temperature is not None:
+            run.search = _with_temperature(run.search, temperature)
         self._advance(run, None)
 
     def _advance(self, run: _Run, result: Any) -> None:
@@ -184,7 +246,7 @@ class Controller:
     def _seed_for(self, run: _Run, node: Node) -> int:
         count = run.expansions.get(node.id, 0)
         run.expansions[node.id] = count + 1
-        key = f"{self.seed}:{run.problem.id or run.problem.text}:{node.id}:{count}"
+        key = f"{run.seed}:{run.problem.id or run.problem.text}:{node.id}:{count}"
         return zlib.crc32(key.encode())
 
     def _generation_requests(self, run: _Run) -> list[tuple[Node, GenRequest]]:
@@ -372,7 +434,7 @@ class Controller:
         if all(all(p.prm_score is not None for p in run.tree.path(n)) for n in terminals):
             best = max(
                 terminals,
-                key=lambda n: aggregate([p.prm_score for p in run.tree.path(n)], self.aggregation),
+                key=lambda n: aggregate([p.prm_score for p in run.tree.path(n)], run.aggregation),
             )
             return Pick(node=best, reason=reason)
         votes = vote(n.answer for n in terminals)
@@ -417,3 +479,19 @@ class Controller:
             reason=reason,
             candidates=pick.candidates,
         )
+
+
+def _with_temperature(search: Any, temperature: float) -> Any:
+    """The search, with `temperature` on every Expand / Rollout that does not set its own (a
+    request's temperature, e.g. greedy's 0, still wins, as over the controller's default)."""
+    result = None
+    try:
+        while True:
+            request = search.send(result)
+            if isinstance(request, (Expand, Rollout)) and request.temperature is None:
+                request = dataclasses.replace(request, temperature=temperature)
+            result = yield request
+    except StopIteration as stop:
+        return stop.value
+    finally:
+        search.close()
