@@ -7,6 +7,8 @@ frozen, so its features are computed once per record and cached beside the run (
 keyed by the records and the base): a rerun, or another label kind on the same data, only
 retrains the head, which takes seconds. `train_evidence_prm` reads top to bottom: data, features,
 head, the shared loop, the save (a base other than "embedded" is linked into the checkpoint).
+Under torchrun rank 0 computes (and caches) the features while the others wait, then every rank
+trains the DDP-wrapped head on its shard of each global batch; rank 0 alone saves.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from reasoner.models.evidence_prm import EvidenceFeatures, EvidenceHead, save_ev
 from reasoner.models.resolve import resolve_model_path
 from reasoner.models.token_evidence import FEATURE_GROUPS, FEATURES
 from reasoner.models.torch_state import load_torch_state, state_entries
+from reasoner.training.distributed import leave
 from reasoner.training.prm_config import EvidencePRMTrainConfig
 from reasoner.training.prm_data import load_records, train_val_records
 from reasoner.training.prm_loop import batch_indices, run_training, start_run, total_steps_for
@@ -92,11 +95,12 @@ def _examples(records: list[LabeledSolution], rows: list, label: str, eta: float
 
 def evaluate_head(head: Any, examples: list[dict]) -> dict[str, Any]:
     """The LM trainer's validation metrics, for the head's step scores."""
+    device = next(head.parameters()).device
     x = torch.tensor([row for e in examples for row in e["rows"]], dtype=torch.float32)
     y = torch.tensor([t for e in examples for t in e["targets"]], dtype=torch.float32)
     truths = [t for e in examples for t in (e["truth"] if e["truth"] else [None] * len(e["rows"]))]
     with torch.no_grad():
-        logits = head(x)
+        logits = head(x.to(device)).cpu()
         loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="sum")
     return step_metrics(examples, torch.sigmoid(logits).tolist(), y.tolist(), truths, float(loss))
 
@@ -130,7 +134,7 @@ def train_evidence_prm(
     """Train (or resume) an evidence PRM; returns its final directory."""
     cfg.check()
     label, eta = cfg.label_kind()
-    out = start_run(cfg)
+    out, world = start_run(cfg)
     records = load_records(cfg, records)
     base = cfg.base if cfg.base == "embedded" else str(resolve_model_path(cfg.base, "policy"))
     resolve_model_path(base, "policy")  # a clear error now, not after the split
@@ -139,7 +143,11 @@ def train_evidence_prm(
     # the frozen base's evidence rows of every record (cached), reduced to the chosen groups
     cache = Path(cfg.features_cache) if cfg.features_cache else out / "features.pt"
     cache.parent.mkdir(parents=True, exist_ok=True)
-    rows = record_features(train_recs + val_recs, base, cache, progress)
+    if world.is_main:  # the others then read rank 0's cache
+        rows = record_features(train_recs + val_recs, base, cache, progress)
+    world.barrier()
+    if not world.is_main:
+        rows = record_features(train_recs + val_recs, base, cache, False)
     train_ex = _examples(train_recs, rows[: len(train_recs)], label, eta)
     val_ex = _examples(val_recs, rows[len(train_recs) :], label, eta)
     names = [f for f in FEATURES if any(f in FEATURE_GROUPS[g] for g in cfg.evidence_groups)]
@@ -155,23 +163,36 @@ def train_evidence_prm(
     head = EvidenceHead(len(names), cfg.evidence_hidden)
     head.mean.copy_(x.mean(0))
     head.std.copy_(x.std(0).clamp(min=1e-3))
+    head, x, y = head.to(world.device), x.to(world.device), y.to(world.device)
+    wrapped = world.wrap(head)  # DDP under torchrun: the forward that syncs gradients
     optim = torch.optim.AdamW(
         head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95)
     )
     total_steps = total_steps_for(cfg, len(x))
 
     def loss_at(step: int) -> Any:
-        idx = torch.tensor(batch_indices(step, len(x), cfg.batch_size, cfg.seed))
-        return torch.nn.functional.binary_cross_entropy_with_logits(head(x[idx]), y[idx])
+        """This rank's share of the global batch's mean loss (the whole mean in one process)."""
+        order = batch_indices(step, len(x), cfg.batch_size, cfg.seed)
+        idx = torch.tensor(world.shard(order), device=world.device)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(
+            wrapped(x[idx]), y[idx], reduction="sum"
+        )
+        return world.global_mean(bce, len(idx))
 
     def validate() -> dict[str, Any]:
         return evaluate_head(head, val_ex) if val_ex else {}
 
     params = list(head.parameters())
     desc = f"train-prm ({label})"
-    run_training(cfg, out, head, optim, params, total_steps, loss_at, validate, desc, progress)
+    run_training(
+        cfg, out, head, optim, params, total_steps, loss_at, validate, desc, progress, world
+    )
 
-    # the checkpoint: the head and its feature names, with the training summary
+    # the checkpoint (rank 0): the head and its feature names, with the training summary
+    final = out / "final"
+    if not world.is_main:
+        leave(world)  # waits there until rank 0 has saved
+        return final
     summary = {
         "kind": "evidence",
         "features": cfg.evidence_groups,
@@ -181,10 +202,11 @@ def train_evidence_prm(
         "slip_negatives": cfg.slip_negatives,
         "val_records": len(val_ex),
         "steps": total_steps,
+        "processes": world.size,
         "val": validate(),
     }
-    final = out / "final"
     saved_base = reference_base(base, final)
-    final = save_evidence_prm(final, head.eval(), saved_base, names, {"training": summary})
+    final = save_evidence_prm(final, head.cpu().eval(), saved_base, names, {"training": summary})
     (final / "prm_training.json").write_text(json.dumps(summary, indent=2))
+    leave(world)
     return final

@@ -6,6 +6,8 @@ the soft-target cross-entropy of the 2-way softmax against (v, 1 - v). Other pos
 loss. Inputs are built by the same PRMInputBuilder the scorer uses. Label kinds: "er" (any float
 eta), "soft", "hard", "orm", "exact". All records are used (the published trainer silently kept
 1000). `train_lm_prm` reads top to bottom: data, model, optimiser, the shared loop, the save.
+Under torchrun the model is DDP-wrapped and each rank takes its shard of every global batch
+(reasoner.training.distributed); rank 0 alone saves.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from reasoner.models.resolve import (
     load_tokenizer,
     resolve_model_path,
 )
+from reasoner.training.distributed import leave
 from reasoner.training.prm_config import LMPRMTrainConfig
 from reasoner.training.prm_data import load_records, train_val_records
 from reasoner.training.prm_init import (
@@ -66,7 +69,8 @@ def build_examples(
     return examples
 
 
-def _batch_tensors(batch: list[dict], pad_id: int):
+def _batch_tensors(batch: list[dict], pad_id: int, device: Any = None):
+    """Padded ids, attention mask, the tags' (row, column) and their targets, on `device`."""
     width = max(len(e["ids"]) for e in batch)
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     attn = torch.zeros((len(batch), width), dtype=torch.long)
@@ -78,13 +82,14 @@ def _batch_tensors(batch: list[dict], pad_id: int):
             rows.append(b)
             cols.append(t)
             targets.append(v)
-    return (
+    tensors = (
         ids,
         attn,
-        torch.tensor(rows),
-        torch.tensor(cols),
+        torch.tensor(rows, dtype=torch.long),
+        torch.tensor(cols, dtype=torch.long),
         torch.tensor(targets, dtype=torch.float32),
     )
+    return tuple(t.to(device) for t in tensors) if device is not None else tensors
 
 
 def tag_margins(model: Any, batch: list[dict], pad_id: int, pos_id: int, neg_id: int):
@@ -98,20 +103,34 @@ def tag_margins_and_lm_loss(
 ):
     """One forward pass: the tag margins and targets, and (tag_id given) the mean next-token loss
     on the solution's text tokens (not the prompt, tags or padding), else None."""
-    ids, attn, rows, cols, targets = _batch_tensors(batch, pad_id)
+    margin, targets, lm = tag_margins_and_lm_sum(model, batch, pad_id, pos_id, neg_id, tag_id)
+    return margin, targets, None if lm is None else lm[0] / lm[1]
+
+
+def tag_margins_and_lm_sum(
+    model: Any, batch: list[dict], pad_id: int, pos_id: int, neg_id: int, tag_id: int | None
+):
+    """tag_margins_and_lm_loss with the next-token loss as (sum, token count), so that data
+    parallel ranks can divide by the global count; the inputs go to the model's device."""
+    device = next(model.parameters()).device
+    ids, attn, rows, cols, targets = _batch_tensors(batch, pad_id, device)
     logits = model(input_ids=ids, attention_mask=attn).logits
     picked = logits[rows, cols][:, [pos_id, neg_id]].float()
-    lm_loss = None
+    lm = None
     if tag_id is not None:
         nxt = ids[:, 1:].clone()
         keep = attn[:, 1:].bool() & (nxt != tag_id)
         for b, e in enumerate(batch):
             keep[b, : max(0, e["prompt_len"] - 1)] = False
         nxt[~keep] = -100
-        lm_loss = torch.nn.functional.cross_entropy(
-            logits[:, :-1].float().reshape(-1, logits.shape[-1]), nxt.reshape(-1), ignore_index=-100
+        total = torch.nn.functional.cross_entropy(
+            logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+            nxt.reshape(-1),
+            ignore_index=-100,
+            reduction="sum",
         )
-    return picked[:, 0] - picked[:, 1], targets, lm_loss
+        lm = (total, int(keep.sum()))
+    return picked[:, 0] - picked[:, 1], targets, lm
 
 
 def evaluate(
@@ -131,8 +150,8 @@ def evaluate(
                     )
                 )
             )
-            scores += torch.sigmoid(margin).tolist()
-            targets += target.tolist()
+            scores += torch.sigmoid(margin).cpu().tolist()
+            targets += target.cpu().tolist()
             for e in batch:
                 truths += (
                     e["truth"][: len(e["tags"])]
@@ -149,7 +168,7 @@ def train_lm_prm(
     """Train (or resume) an LM PRM; returns the directory of the final HF checkpoint."""
     cfg.check()
     label, eta = cfg.label_kind()
-    out = start_run(cfg)
+    out, world = start_run(cfg)
     records = load_records(cfg, records)
 
     # the base, its step format (with the PRM input overrides) and the model to fine-tune
@@ -170,6 +189,7 @@ def train_lm_prm(
         model = model.to(torch.bfloat16)
     if cfg.lora_rank > 0:
         model = _with_lora(model, cfg.lora_rank)
+    model = model.to(world.device)
 
     # examples: token ids with the step tags, the tag targets of the label kind
     builder = PRMInputBuilder(tokenizer, fmt, cfg.max_length)
@@ -184,23 +204,33 @@ def train_lm_prm(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     tag_id = builder.tag_id if cfg.lm_loss_weight > 0 else None
 
+    wrapped = world.wrap(model)  # DDP under torchrun: the forward that syncs gradients
+
     def loss_at(step: int) -> Any:
-        batch = [train_ex[i] for i in batch_indices(step, len(train_ex), cfg.batch_size, cfg.seed)]
-        margin, target, lm_loss = tag_margins_and_lm_loss(
-            model, batch, pad_id, builder.pos_id, builder.neg_id, tag_id
+        """This rank's share of the global batch's mean loss (the whole mean in one process)."""
+        order = batch_indices(step, len(train_ex), cfg.batch_size, cfg.seed)
+        batch = [train_ex[i] for i in world.shard(order)]
+        margin, target, lm = tag_margins_and_lm_sum(
+            wrapped, batch, pad_id, builder.pos_id, builder.neg_id, tag_id
         )
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(margin, target)
-        return loss if lm_loss is None else loss + cfg.lm_loss_weight * lm_loss
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(margin, target, reduction="sum")
+        loss = world.global_mean(bce, len(target))
+        return loss if lm is None else loss + cfg.lm_loss_weight * world.global_mean(*lm)
 
     def validate() -> dict[str, Any]:
         return evaluate(model, val_ex, pad_id, builder.pos_id, builder.neg_id) if val_ex else {}
 
     model.train()
     desc = f"train-prm ({cfg.label})"
-    run_training(cfg, out, model, optim, params, total_steps, loss_at, validate, desc, progress)
+    run_training(
+        cfg, out, model, optim, params, total_steps, loss_at, validate, desc, progress, world
+    )
 
-    # the checkpoint: merged adapters, fp16 for tiny models, with its step format and summary
+    # the checkpoint (rank 0): merged adapters, fp16 for tiny models, its step format and summary
     final = out / "final"
+    if not world.is_main:
+        leave(world)  # waits there until rank 0 has saved
+        return final
     if cfg.lora_rank > 0:
         model = model.merge_and_unload()
     model.eval()
@@ -219,8 +249,10 @@ def train_lm_prm(
         "freeze_base": cfg.freeze_base,
         "val_records": len(val_ex),
         "steps": total_steps,
+        "processes": world.size,
     }
     (final / "prm_training.json").write_text(json.dumps(summary, indent=2))
+    leave(world)
     return final
 
 
