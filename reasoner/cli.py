@@ -136,6 +136,10 @@ def cmd_solve(args: argparse.Namespace) -> int:
         strategy_options=parse_pairs(args.option, "--option"),
     )
     sol = reasoner.solve(problem)
+    if args.view:  # the whole scored tree as one self-contained HTML file
+        from reasoner.viewer import solution_entry, write_html
+
+        print(f"view: {write_html([solution_entry(sol)], args.view)}", file=sys.stderr)
     if args.json:
         print(sol.to_json(include_tree=args.tree))
         return 0
@@ -181,6 +185,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(
         f"\nresults: {out / 'results.jsonl'}\nsummary: {out / 'summary.md'}\nplot:    {out / 'accuracy.png'}"
     )
+    if cfg.save_trees or cfg.subsample:  # what `reasoner replay` and `reasoner view` read
+        from benchmarks.bench.rescore import saved_tree_bytes
+
+        size = saved_tree_bytes(out)
+        print(
+            f"trees:   {size['rows_with_tree']} rows with a saved tree, "
+            f"{size['tree_bytes'] / 1e6:.2f} MB in results.jsonl "
+            f"({size['results_bytes'] / 1e6:.2f} MB in all), "
+            f"{size['sample_tree_bytes'] / 1e6:.2f} MB of sampling trees in samples.jsonl"
+        )
     if data["errors"] and data["errors"] >= sum(c["n"] for c in data["cells"]):
         raise ReasonerError(
             f"every row of this run recorded an error, so nothing was measured (the errors are "
@@ -277,6 +291,43 @@ def check_eval_args(args: argparse.Namespace) -> None:
         raise ReasonerError(f"eval-prm: --threshold must be in [0, 1], got {args.threshold}")
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Re-score a bench run's saved trees with other PRMs / aggregations; no generation."""
+    import_sibling("benchmarks")
+    from benchmarks.bench.rescore_run import replay_run
+    from benchmarks.report import terminal_table
+
+    data = replay_run(
+        args.run_dir,
+        prms=args.prms,
+        aggregations=args.aggregations,
+        out=args.out,
+        save_trees=args.save_trees,
+        argv=["reasoner", *sys.argv[1:]],
+        progress=not args.quiet,
+    )
+    out = Path(data["meta"]["config"]["out_dir"])
+    print(
+        f"\nreplay of {data['replay']['source']} ({data['replay']['policy_tokens']} policy tokens)"
+    )
+    print(terminal_table(data["cells"]))
+    kinds = sorted({c["kind"] for c in data["replay"]["cells"].values()})
+    for kind in kinds:
+        print(f"{kind}: {data['replay']['kinds'][kind]}")
+    print(f"\nresults: {out / 'results.jsonl'}\nsummary: {out / 'summary.md'}")
+    return 0
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    """Write a tree, a Solution or a bench run's trees as one self-contained HTML file."""
+    from reasoner.viewer import default_view_path, load_entries, write_html
+
+    entries = load_entries(args.source, args.problem)
+    out = write_html(entries, args.out or default_view_path(args.source))
+    print(f"view: {out} ({len(entries)} trees)")
+    return 0
+
+
 def cmd_strategies(args: argparse.Namespace) -> int:
     """List the registered strategies with their options."""
     from reasoner.registry import available_strategies, get_strategy
@@ -327,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the Solution as JSON")
     p.add_argument("--tree", action="store_true", help="with --json: include the whole tree")
     p.add_argument("--show-tree", action="store_true", help="print the whole scored step tree")
+    p.add_argument(
+        "--view", metavar="FILE.html", help="write the tree as a self-contained HTML view"
+    )
     p.set_defaults(func=cmd_solve)
 
     p = sub.add_parser(
@@ -376,7 +430,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--out", help="output directory (default runs/bench/NAME)")
     p.add_argument(
-        "--trees", action="store_true", default=None, help="store full trees in results.jsonl"
+        "--trees",
+        "--save-trees",
+        action="store_true",
+        default=None,
+        help="store full trees in results.jsonl (what `reasoner replay` and `view` read)",
     )
     p.add_argument(
         "--retry-errors",
@@ -468,6 +526,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("--out", help="write the JSON report here")
     p.set_defaults(func=cmd_eval_prm)
+
+    p = sub.add_parser(
+        "replay",
+        help="re-score a bench run's saved trees with other PRMs / aggregations (no generation)",
+        description="Re-score the saved trees of a bench run (made with --save-trees, or "
+        "--subsample) with other PRMs and re-select with other aggregations; no policy is "
+        "loaded. Writes results.jsonl, summary.md/json and accuracy.png like bench; the source "
+        "run is only read. Best-of-N-family rows are exact replays; a tree search's rows re-pick "
+        "within its saved tree (its search decisions are not replayed).",
+    )
+    p.add_argument("run_dir", help="a bench run's output directory")
+    p.add_argument("--prms", type=_csv(), help="PRM specs to re-score with (default: the run's)")
+    p.add_argument("--aggregations", type=_csv(), help="min,last,prod,mean (default: the run's)")
+    p.add_argument("--out", help="output directory (default RUN_DIR-replay)")
+    p.add_argument("--save-trees", action="store_true", help="store the re-scored trees")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser(
+        "view",
+        help="write a step tree (a tree/Solution JSON or a bench run) as one HTML file",
+        description="Draw a step tree as one self-contained HTML file (no network): a "
+        "StepTree or Solution JSON file (`solve --json --tree`), a results.jsonl, or a bench "
+        "run directory made with --save-trees (a picker lists its problems).",
+    )
+    p.add_argument("source", help="a tree / Solution JSON, a results.jsonl or a run directory")
+    p.add_argument("--problem", help="only this problem id (of a run)")
+    p.add_argument("--out", metavar="FILE.html", help="default: SOURCE's view.html / FILE.html")
+    p.set_defaults(func=cmd_view)
 
     p = sub.add_parser("strategies", help="list the registered strategies")
     p.set_defaults(func=cmd_strategies)

@@ -1,8 +1,9 @@
 """`ResultRow`: one graded (problem, cell) result, exactly as a line of results.jsonl stores it.
 
 The JSON keys and values are the results format every run so far has written (`ROW_KEYS`, then
-`tree` when trees are saved, then `subsampled_from` for replayed rows), so old results files
-resume and reports built from them do not change. Rows are graded here: the gold answer is
+`tree` when trees are saved, then `subsampled_from` for replayed rows, then the `replay*` keys of
+rows written by `reasoner replay`), so old results files resume and reports built from them do
+not change. Rows are graded here: the gold answer is
 used only now, after the search.
 """
 
@@ -44,6 +45,8 @@ ROW_KEYS = (
     "reason",
     "error",
 )
+# the keys only rows written by `reasoner replay` have, written after `subsampled_from`
+REPLAY_KEYS = ("replayed_from", "replay_policy_tokens", "replay")
 # keys that rows written by older versions may lack: read with these defaults
 _DEFAULTS: dict[str, Any] = {
     "covered": False,
@@ -86,6 +89,11 @@ class ResultRow:
     error: str | None  # why the problem could not be searched, else None
     tree: dict[str, Any] | None = None  # the serialized StepTree, when trees are saved
     subsampled_from: int | None = None  # the sampling run's budget, for a replayed row
+    # rows of `reasoner replay` (benchmarks.bench.rescore_run): the source run directory, the
+    # policy tokens the replay itself spent (always 0), and how the row was replayed
+    replayed_from: str | None = None
+    replay_policy_tokens: int | None = None
+    replay: dict[str, Any] | None = None
 
     @property
     def cell(self) -> Cell:
@@ -98,6 +106,9 @@ class ResultRow:
             data["tree"] = self.tree
         if self.subsampled_from is not None:
             data["subsampled_from"] = self.subsampled_from
+        for key in REPLAY_KEYS:
+            if getattr(self, key) is not None:
+                data[key] = getattr(self, key)
         return data
 
     @classmethod
@@ -106,7 +117,10 @@ class ResultRow:
         ignored; a missing key that older rows may lack takes its default, any other one raises
         KeyError; a value of the wrong type raises ReasonerError naming the key."""
         values = {key: data[key] if key in data else _DEFAULTS[key] for key in ROW_KEYS}
-        row = cls(**values, tree=data.get("tree"), subsampled_from=data.get("subsampled_from"))
+        replay = {key: data.get(key) for key in REPLAY_KEYS}
+        row = cls(
+            **values, tree=data.get("tree"), subsampled_from=data.get("subsampled_from"), **replay
+        )
         check_types(row)
         return row
 

@@ -30,6 +30,7 @@ from benchmarks.bench.replay import (
     sampling_controller,
     source_of,
 )
+from benchmarks.bench.rescore import REPLAY_RECORD, replay_record
 from benchmarks.bench.resume import (
     RESULTS,
     SAMPLES,
@@ -74,11 +75,19 @@ class RowWriter:
     """Grades Solutions into rows and appends them to results.jsonl, one fsynced line each;
     marks them done, ticks the progress bar and warns once per cell about its first error."""
 
-    def __init__(self, fh: IO[str], cfg: BenchConfig, done: set[tuple[str, str]], bar: tqdm):
+    def __init__(
+        self,
+        fh: IO[str],
+        cfg: BenchConfig,
+        done: set[tuple[str, str]],
+        bar: tqdm,
+        models: ModelCache | None = None,
+    ):
         self.fh = fh
         self.cfg = cfg
         self.done = done
         self.bar = bar
+        self.models = models  # with save_trees: a saved tree records what `reasoner replay` needs
         self._warned: set[str] = set()
 
     def is_done(self, problem: Problem, cell: Cell) -> bool:
@@ -90,6 +99,8 @@ class RowWriter:
         row = grade_solution(
             problem, cell, sol, self.cfg.dataset, self.cfg.save_trees, subsampled_from
         )
+        if row.tree is not None and self.models is not None:
+            row.tree[REPLAY_RECORD] = replay_record(self.models.policy(), self.models.prm(cell.prm))
         append_jsonl(self.fh, [row.to_dict()])
         self.done.add((problem.id, cell.key()))
         self.bar.update(1)
@@ -153,7 +164,7 @@ def _run_locked(
         dynamic_ncols=True,
     )
     with open(results_path, "a") as fh:
-        writer = RowWriter(fh, cfg, done, bar)
+        writer = RowWriter(fh, cfg, done, bar, models)
         for cell in cells:
             if not is_replayed(cfg, cell):
                 _search_cell(cfg, cell, problems, models, writer)
