@@ -27,6 +27,7 @@ from reasoner.models.base import ScoreRequest
 from reasoner.models.chunking import DEFAULT_CHAINS_PER_CALL
 from reasoner.models.kv_reuse import PrefixKVCache, extract, forward_cached
 from reasoner.models.prefix_plan import Plan, PrefixPlanner
+from reasoner.models.radix_cache import RadixKVCache, make_prefix_cache
 from reasoner.models.resolve import (
     load_hf_lm,
     read_json_object,
@@ -137,6 +138,7 @@ class EvidenceFeatures:
         trust_remote_code: bool = False,
         prefix_cache_mb: int = 1024,
         threads: int | None = None,
+        kv_cache: str = "radix",
     ):
         lm = load_hf_lm(base, "policy", step_format, dtype, trust_remote_code, threads)
         self.step_format = lm.step_format
@@ -146,7 +148,7 @@ class EvidenceFeatures:
         self.roles = TokenRoles(self.tokenizer)
         self.max_context = lm.max_context
         self.max_batch_tokens = max_batch_tokens
-        self.prefix_cache = PrefixKVCache(prefix_cache_mb * 2**20) if prefix_cache_mb > 0 else None
+        self.prefix_cache = make_prefix_cache(kv_cache, prefix_cache_mb)
         self.planner = PrefixPlanner(self.prefix_cache)
 
     def layout(self, request: ScoreRequest) -> tuple[list[int], list[tuple[int, int]]]:
@@ -254,6 +256,7 @@ class EvidencePRM:
         trust_remote_code: bool = False,
         threads: int | None = None,
         prefix_cache_mb: int = 1024,
+        kv_cache: str = "radix",
     ):
         self.path = resolve_model_path(model, "prm")
         self.head, self.config, self.columns = load_evidence_head(self.path)
@@ -267,7 +270,14 @@ class EvidencePRM:
                 f"exist; the base checkpoint must be present to score with this PRM"
             )
         self.features = EvidenceFeatures(
-            base, step_format, dtype, max_batch_tokens, trust_remote_code, prefix_cache_mb, threads
+            base,
+            step_format,
+            dtype,
+            max_batch_tokens,
+            trust_remote_code,
+            prefix_cache_mb,
+            threads,
+            kv_cache,
         )
         self.step_format = self.features.step_format
         self.num_parameters = sum(p.numel() for p in self.features.model.parameters()) + sum(
@@ -275,7 +285,7 @@ class EvidencePRM:
         )
 
     @property
-    def prefix_cache(self) -> PrefixKVCache | None:
+    def prefix_cache(self) -> RadixKVCache | PrefixKVCache | None:
         """The base LM's prefix cache (None when off)."""
         return self.features.prefix_cache
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from reasoner.models.base import Continuation, GenRequest
-from reasoner.models.kv_reuse import PrefixKVCache, extract, forward_cached
+from reasoner.models.kv_reuse import extract, forward_cached
+from reasoner.models.radix_cache import make_prefix_cache
 from reasoner.models.resolve import load_hf_lm
 from reasoner.models.sampling import row_key, sample_tokens
 from reasoner.models.step_rules import (
@@ -43,6 +44,7 @@ class HFPolicy(StepRulesPolicy):
         gguf_file: str | None = None,
         threads: int | None = None,
         prefix_cache_mb: int = 512,
+        kv_cache: str = "radix",
     ):
         lm = load_hf_lm(model, "policy", step_format, dtype, trust_remote_code, threads, gguf_file)
         self.path = lm.path
@@ -52,7 +54,7 @@ class HFPolicy(StepRulesPolicy):
         self.max_context = lm.max_context
         self.top_p = top_p
         self.max_batch_rows = max_batch_rows
-        self.prefix_cache = PrefixKVCache(prefix_cache_mb * 2**20) if prefix_cache_mb > 0 else None
+        self.prefix_cache = make_prefix_cache(kv_cache, prefix_cache_mb)
         self.eos_ids = eos_token_ids(self.model.generation_config.eos_token_id, self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id
         self.rules = StepRules(self.tokenizer, lm.step_format, self.eos_ids)

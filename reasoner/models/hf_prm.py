@@ -16,7 +16,7 @@ import torch
 from reasoner.models.base import ScoreRequest
 from reasoner.models.chunking import DEFAULT_CHAINS_PER_CALL
 from reasoner.models.heads import check_architecture_fits, load_prm_model
-from reasoner.models.kv_reuse import PrefixKVCache, extract, forward_cached
+from reasoner.models.kv_reuse import extract, forward_cached
 from reasoner.models.prefix_plan import Plan, PrefixPlanner
 from reasoner.models.prm_input import (
     PRMInput,
@@ -24,6 +24,7 @@ from reasoner.models.prm_input import (
     prm_input_builder,
     single_token_id,
 )
+from reasoner.models.radix_cache import make_prefix_cache
 from reasoner.models.resolve import open_checkpoint
 from reasoner.step_format import PRMFormat, StepFormat
 
@@ -61,6 +62,7 @@ class HFPRM:
         trust_remote_code: bool = False,
         threads: int | None = None,
         prefix_cache_mb: int = 1024,
+        kv_cache: str = "radix",
     ):
         if threads:
             torch.set_num_threads(threads)
@@ -79,7 +81,7 @@ class HFPRM:
         self.builder.max_length = self.max_context
         self.max_batch_tokens = max_batch_tokens
         self.max_padding = max_padding
-        self.prefix_cache = PrefixKVCache(prefix_cache_mb * 2**20) if prefix_cache_mb > 0 else None
+        self.prefix_cache = make_prefix_cache(kv_cache, prefix_cache_mb)
         self.planner = PrefixPlanner(self.prefix_cache)
 
     def clear_cache(self) -> None:

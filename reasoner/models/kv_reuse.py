@@ -2,12 +2,15 @@
 
 A child step is generated (or scored) from its parent's chain; instead of re-encoding that chain,
 the backend looks its KV states up here and only encodes the new suffix. Entries are keyed by the
-exact token tuple, bounded by bytes and evicted least-recently-used.
+exact token tuple, bounded by bytes and evicted least-recently-used. PrefixKVCache stores each
+entry's whole chain; reasoner.models.radix_cache.RadixKVCache (the default) stores a tree of
+segments and hands out KVPaths, which the batch assembly gathers into one padded prefix.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
 
 import torch
 from transformers import DynamicCache
@@ -16,8 +19,56 @@ from transformers.cache_utils import DynamicLayer
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values of shape (heads, T, dim)
 
 
+class KVPath:
+    """The KV states of one sequence as consecutive segments (a radix cache's root-to-node path)."""
+
+    __slots__ = ("segments",)
+
+    def __init__(self, segments: list[KV]):
+        self.segments = segments
+
+    def __len__(self) -> int:
+        return sum(kv_length(s) for s in self.segments)
+
+    def __bool__(self) -> bool:  # cached, even when empty (as a KV list of layers is)
+        return True
+
+    def flat(self) -> KV:
+        """One KV: every layer's segments concatenated (the segment itself when only one)."""
+        if len(self.segments) == 1:
+            return self.segments[0]
+        return [
+            (
+                torch.cat([s[i][0] for s in self.segments], 1),
+                torch.cat([s[i][1] for s in self.segments], 1),
+            )
+            for i in range(len(self.segments[0]))
+        ]
+
+
+def kv_length(kv: KV | KVPath) -> int:
+    """Tokens whose KV states `kv` holds."""
+    if isinstance(kv, KVPath):
+        return len(kv)
+    return kv[0][0].shape[1] if kv else 0
+
+
+def write_kv(kv: KV | KVPath, layer: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+    """Copy one layer of `kv` into keys/values of shape (heads, len(kv), dim), segment by segment."""
+    segments = kv.segments if isinstance(kv, KVPath) else [kv]
+    at = 0
+    for seg in segments:
+        n = seg[layer][0].shape[1]
+        keys[:, at : at + n] = seg[layer][0]
+        values[:, at : at + n] = seg[layer][1]
+        at += n
+
+
 class PrefixKVCache:
-    """LRU map from a token tuple to KV states (and an optional payload, e.g. PRM step scores)."""
+    """LRU map from a token tuple to KV states (and an optional payload, e.g. PRM step scores);
+    each entry holds its whole chain's KV (kv_cache="flat"; RadixKVCache shares prefixes)."""
+
+    COPIES_ON_PUT = False  # put keeps what it is given: a prefix of a larger KV must be a copy
 
     def __init__(self, max_bytes: int = 512 * 2**20):
         self.max_bytes = max_bytes
@@ -66,6 +117,20 @@ class PrefixKVCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def bytes(self) -> int:
+        """Bytes of KV held."""
+        return self._bytes
+
+    def stored_tokens(self) -> int:
+        """Token positions whose KV is held (a prefix shared by entries counts once per entry)."""
+        return sum(kv_length(kv) for kv, _ in self._entries.values())
+
+    def stored_sequences(self) -> Iterator[tuple[int, ...]]:
+        """The token sequence whose KV each entry holds."""
+        for key, (kv, _) in self._entries.items():
+            yield key[: kv_length(kv)]
 
 
 class GrowingLayer(DynamicLayer):
@@ -122,7 +187,7 @@ def growing_cache() -> DynamicCache:
 
 
 def assemble(
-    cached: list[KV | None], suffixes: list[list[int]], pad_id: int
+    cached: list[KV | KVPath | None], suffixes: list[list[int]], pad_id: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, object]:
     """A batch of [pad][cached prefix][pad][suffix] rows: input ids, mask, positions, cache.
 
@@ -130,7 +195,7 @@ def assemble(
     masked, and positions count only real tokens, so every row sees exactly its own sequence.
     """
     batch = len(suffixes)
-    cached_len = [kv[0][0].shape[1] if kv else 0 for kv in cached]
+    cached_len = [kv_length(kv) if kv else 0 for kv in cached]
     width_c = max(cached_len)
     width_s = max(len(s) for s in suffixes)
     input_ids = torch.full((batch, width_s), pad_id, dtype=torch.long)
@@ -142,21 +207,25 @@ def assemble(
     positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, width_c:]
     cache = growing_cache()
     if width_c:
-        template = next(kv for kv in cached if kv)
+        first = next(kv for kv in cached if kv)
+        template = first.segments[0] if isinstance(first, KVPath) else first
         for layer, (k0, v0) in enumerate(template):
             keys = k0.new_zeros((batch, k0.shape[0], width_c, k0.shape[2]))
             values = v0.new_zeros((batch, v0.shape[0], width_c, v0.shape[2]))
             for b, kv in enumerate(cached):
                 if kv:
                     c = cached_len[b]
-                    keys[b, :, width_c - c :] = kv[layer][0]
-                    values[b, :, width_c - c :] = kv[layer][1]
+                    write_kv(kv, layer, keys[b, :, width_c - c :], values[b, :, width_c - c :])
             cache.update(keys, values, layer)
     return input_ids, mask, positions, cache
 
 
 def forward_cached(
-    model: object, cached: list[KV | None], suffixes: list[list[int]], pad_id: int, use_cache: bool
+    model: object,
+    cached: list[KV | KVPath | None],
+    suffixes: list[list[int]],
+    pad_id: int,
+    use_cache: bool,
 ) -> tuple[object, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One forward pass of `model` over assembled [cached prefix][suffix] rows: the model output,
     the suffix input ids (left-padded), the attention mask over prefix + suffix and the suffix

@@ -16,7 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from reasoner.models.kv_reuse import KV, PrefixKVCache, encode_into_cache
+from reasoner.models.kv_reuse import KV, KVPath, PrefixKVCache, encode_into_cache
+from reasoner.models.radix_cache import RadixKVCache
 
 
 @dataclass
@@ -24,14 +25,14 @@ class Plan:
     """What a chain reuses: the KV states of its first `cut` tokens and the values known for them."""
 
     cut: int = 0
-    kv: KV | None = None
+    kv: KV | KVPath | None = None
     known: list = field(default_factory=list)
 
 
 class PrefixPlanner:
     """Cached-prefix lookups and stores over one PrefixKVCache (None: nothing is reused)."""
 
-    def __init__(self, cache: PrefixKVCache | None):
+    def __init__(self, cache: PrefixKVCache | RadixKVCache | None):
         self.cache = cache
 
     def plan(self, ids: Sequence[int], cuts: Iterable[tuple[int, bool]]) -> Plan:
@@ -71,13 +72,15 @@ class PrefixPlanner:
 
     def store(self, ids: Sequence[int], kv: KV, keeps: Iterable[tuple[int, object]]) -> None:
         """Cache prefixes of a chain whose KV states (all of `ids`) were just computed: each
-        (length, values) in order; the whole chain as it is, a shorter prefix as its own copy."""
+        (length, values) in order; the whole chain as it is, a shorter prefix as its own copy
+        (a view when the cache copies what it keeps: a radix cache stores it as a shared node)."""
         if self.cache is None:
             return
         for keep, values in keeps:
-            part = (
-                kv
-                if keep == len(ids)
-                else [(k[:, :keep].clone(), v[:, :keep].clone()) for k, v in kv]
-            )
+            if keep == len(ids):
+                part = kv
+            elif self.cache.COPIES_ON_PUT:
+                part = [(k[:, :keep], v[:, :keep]) for k, v in kv]
+            else:
+                part = [(k[:, :keep].clone(), v[:, :keep].clone()) for k, v in kv]
             self.cache.put(tuple(ids[:keep]), part, values)
