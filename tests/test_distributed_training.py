@@ -159,3 +159,36 @@ def test_two_processes_follow_one_and_a_killed_run_resumes(setup):
     assert w1.keys() == w2.keys()
     for key in w1:
         assert torch.allclose(w1[key], w2[key], atol=TOL, rtol=0), key
+
+
+@pytest.mark.slow
+def test_an_evidence_prm_trains_the_same_on_two_processes(setup):
+    """Rank 0 computes the base's features (the others wait, then read its cache); the head's
+    curve on two processes is one process's."""
+    tmp, base, data = setup
+    logs = {}
+    for name in ("ev-one", "ev-two"):
+        config = tmp / f"{name}.toml"
+        config.write_text(
+            f'kind = "evidence"\nbase = "{base}"\ndata = "{data}"\nout_dir = "{tmp / name}"\n'
+            "epochs = 5.0\nbatch_size = 8\nlr = 1e-2\nwarmup_steps = 3\neval_every = 1\n"
+            'val_fraction = 0.25\nthreads = 1\nevidence_groups = ["token"]\n'
+        )
+        if name == "ev-one":
+            threads = torch.get_num_threads()
+            try:
+                assert main(["train-prm", "--config", str(config), "--quiet"]) == 0
+            finally:
+                torch.set_num_threads(threads)
+        else:
+            done = subprocess.run(_torchrun(config), env=_env(), capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr[-3000:]
+        logs[name] = _log(tmp / name)
+    one, two = logs["ev-one"], logs["ev-two"]
+    assert [r["step"] for r in two] == [r["step"] for r in one] and len(one) > 10
+    for a, b in zip(one, two):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], abs=TOL), a["step"]
+        assert b["val_loss"] == pytest.approx(a["val_loss"], abs=TOL), a["step"]
+    names = sorted(p.name for p in (tmp / "ev-two").iterdir())
+    assert names == sorted(p.name for p in (tmp / "ev-one").iterdir())
+    assert "features.pt" in names

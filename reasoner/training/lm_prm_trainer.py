@@ -177,7 +177,8 @@ def train_lm_prm(
     fmt = load_step_format(base, None)
     if cfg.prm_format:
         fmt = dataclasses.replace(fmt, **cfg.prm_format)
-    model = load_causal_lm(base, "float32")
+    # a bfloat16 run loads in bfloat16: a 7-8B base is 16 GB per process, not 32
+    model = load_causal_lm(base, cfg.dtype)
     if cfg.add_step_tag_token:
         add_tag_token(tokenizer, model, fmt.prm_format.step_tag)
     append_identity_layers(model, cfg.extra_layers)  # no-op at 0
