@@ -242,29 +242,6 @@ def cmd_train_prm(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_raft(args: argparse.Namespace) -> int:
-    """PRM-guided rejection-sampling fine-tuning (resumable); installs only with --install."""
-    import_sibling("benchmarks")  # the evaluation is `reasoner bench`'s
-    from benchmarks.raft_study import evaluate_policy
-    from reasoner.training.install import install_embedded
-    from reasoner.training.raft import RaftConfig, run_raft
-
-    cfg = load_with_flags(RaftConfig, args.config, flag_overrides(args, RAFT_FLAGS, args.set))
-    summary = run_raft(cfg, evaluate_policy, progress=not args.quiet)
-    for row in summary["rows"]:
-        print(
-            f"{row['selector']} round {row['round']}: greedy {100 * row['greedy_accuracy']:.1f} % "
-            f"({100 * row['greedy_ci_low']:.1f}-{100 * row['greedy_ci_high']:.1f}), majority@"
-            f"{cfg.eval_majority_n} {100 * row[f'majority{cfg.eval_majority_n}_accuracy']:.1f} %"
-        )
-    print(f"summary: {Path(cfg.out_dir) / 'summary.json'}\npolicy: {summary['policy']}")
-    if args.install:
-        if summary["policy"] == cfg.policy:
-            raise ReasonerError("raft: no round changed the policy; nothing to install")
-        print(f"installed as the embedded policy: {install_embedded(summary['policy'], 'policy')}")
-    return 0
-
-
 def cmd_eval_prm(args: argparse.Namespace) -> int:
     """ProcessBench-style step F1 of a PRM, on arith samples or ProcessBench."""
     from reasoner.api import load_policy, load_prm
@@ -363,6 +340,29 @@ def cmd_strategies(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """An OpenAI-compatible endpoint; concurrent requests' searches advance in lockstep."""
+    from reasoner.serve import ServeConfig, run_server
+
+    cfg = ServeConfig(
+        strategy=args.strategy,
+        budget=args.budget,
+        options=parse_pairs(args.option, "--option"),
+        policy=args.policy,
+        prm=args.prm,
+        backend=args.backend,
+        seed=args.seed,
+        temperature=args.temperature,
+        aggregation=args.aggregation,
+        step_format=args.step_format,
+        model_name=args.model_name,
+        max_budget=args.max_budget,
+        max_concurrent=args.max_concurrent,
+    )
+    run_server(cfg, args.host, args.port)
+    return 0
+
+
 # flag dest -> config key, per subcommand (what flag_overrides reads)
 STEP_FORMAT_HELP = "a step format preset ('chat', 'arith', a PRM family's) or a .toml/.json file"
 BENCH_FLAGS = {
@@ -375,11 +375,6 @@ BENCH_FLAGS = {
 TRAIN_POLICY_FLAGS = {"out": "out_dir", "steps": "steps", "seed": "seed", "threads": "threads"}
 LABEL_FLAGS = {k: k for k in ("out", "problems", "samples", "rollouts", "policy", "seed")}
 LABEL_FLAGS["step_format"] = "step_format"
-RAFT_FLAGS = {
-    **{k: k for k in ("policy", "selector", "prm", "threshold", "rounds", "k", "prompts")},
-    **{k: k for k in ("seed", "name", "threads", "cache_dir")},
-    "out": "out_dir",
-}
 TRAIN_PRM_FLAGS = {
     **{k: k for k in ("data", "label", "eta", "base", "seed", "epochs", "threads", "kind")},
     "out": "out_dir",
@@ -536,31 +531,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train_prm)
 
     p = sub.add_parser(
-        "raft", help="PRM-guided rejection-sampling fine-tuning of the policy (resumable)"
-    )
-    p.add_argument("--config", help="TOML with RaftConfig fields (reasoner/configs/raft.toml)")
-    p.add_argument("--out")
-    p.add_argument("--policy", help="starting policy: 'embedded' or a checkpoint directory")
-    p.add_argument("--selector", help="prm | orm | majority | random | oracle")
-    p.add_argument("--prm", help="the PRM of the prm / orm selectors (any PRM spec)")
-    p.add_argument("--threshold", type=float, help="keep nothing when the best reward is below")
-    p.add_argument("--rounds", type=int)
-    p.add_argument("--k", type=int, help="solutions sampled per prompt per round")
-    p.add_argument("--prompts", type=int, help="train prompts per round")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--name", help="the run's label in reports (default: the selector)")
-    p.add_argument("--threads", type=int)
-    p.add_argument("--cache-dir", help="samples and evaluations shared between runs")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any key")
-    p.add_argument(
-        "--install",
-        action="store_true",
-        help="copy the last round's policy into the package as the embedded policy",
-    )
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_raft)
-
-    p = sub.add_parser(
         "eval-prm", help="ProcessBench-style step evaluation (arith exact labels or ProcessBench)"
     )
     p.add_argument("--prm", default="embedded")
@@ -579,6 +549,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("--out", help="write the JSON report here")
     p.set_defaults(func=cmd_eval_prm)
+
+    p = sub.add_parser(
+        "replay",
+        help="re-score a bench run's saved trees with other PRMs / aggregations (no generation)",
+        description="Re-score the saved trees of a bench run (made with --save-trees, or "
+        "--subsample) with other PRMs and re-select with other aggregations; no policy is "
+        "loaded. Writes results.jsonl, summary.md/json and accuracy.png like bench; the source "
+        "run is only read. Best-of-N-family rows are exact replays; a tree search's rows re-pick "
+        "within its saved tree (its search decisions are not replayed).",
+    )
+    p.add_argument("run_dir", help="a bench run's output directory")
+    p.add_argument("--prms", type=_csv(), help="PRM specs to re-score with (default: the run's)")
+    p.add_argument("--aggregations", type=_csv(), help="min,last,prod,mean (default: the run's)")
+    p.add_argument("--out", help="output directory (default RUN_DIR-replay)")
+    p.add_argument("--save-trees", action="store_true", help="store the re-scored trees")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser(
+        "view",
+        help="write a step tree (a tree/Solution JSON or a bench run) as one HTML file",
+        description="Draw a step tree as one self-contained HTML file (no network): a "
+        "StepTree or Solution JSON file (`solve --json --tree`), a results.jsonl, or a bench "
+        "run directory made with --save-trees (a picker lists its problems).",
+    )
+    p.add_argument("source", help="a tree / Solution JSON, a results.jsonl or a run directory")
+    p.add_argument("--problem", help="only this problem id (of a run)")
+    p.add_argument("--out", metavar="FILE.html", help="default: SOURCE's view.html / FILE.html")
+    p.set_defaults(func=cmd_view)
+
+    p = sub.add_parser(
+        "serve",
+        help="an OpenAI-compatible endpoint (needs the serve extra)",
+        description="Serve POST /v1/chat/completions and /v1/completions (the last user message "
+        "or the prompt is the problem), GET /v1/models and /health. Search options go in the "
+        "request body (strategy, budget, aggregation, strategy options, return_tree).",
+    )
+    p.add_argument("--strategy", default="beam", help="the default preset's strategy")
+    p.add_argument("--budget", type=int, default=16, help="the default budget")
+    p.add_argument("--option", action="append", help="strategy option key=value (repeatable)")
+    p.add_argument("--policy", default="embedded")
+    p.add_argument("--prm", default="embedded", help="a PRM spec, or 'none'")
+    p.add_argument("--backend", default="hf", choices=["hf", "vllm"])
+    p.add_argument("--seed", type=int, default=0, help="the seed of requests that give none")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--aggregation", default="min")
+    p.add_argument("--step-format", help=STEP_FORMAT_HELP)
+    p.add_argument("--model-name", default="reasoner", help="the default preset's model id")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-budget", type=int, default=64, help="refuse larger budgets (413)")
+    p.add_argument("--max-concurrent", type=int, default=64, help="searches in flight before 429")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
         "replay",
