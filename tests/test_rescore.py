@@ -291,3 +291,31 @@ def test_rerun_resumes_and_another_source_is_refused(source_run, tiny_ckpt, tmp_
     run_bench(tiny_cfg(tiny_ckpt, other, strategies=["greedy"], limit=1), progress=False)
     with pytest.raises(ReasonerError, match="replay of another run"):
         replay_run(other, out=out, progress=False)
+
+
+def test_cli_bench_save_trees_reports_their_size_and_replay_runs(tiny_ckpt, tmp_path, capsys):
+    from reasoner.cli import main
+
+    out = tmp_path / "cli"
+    sets = ['step_format={"max_step_tokens": 6, "max_steps": 3}', 'policy_options={"threads": 1}']
+    args = ["bench", "arith", "--limit", "1", "--policy", str(tiny_ckpt), "--prms", str(tiny_ckpt)]
+    args += ["--strategies", "best_of_n,beam", "--budgets", "2", "--save-trees", "--quiet"]
+    args += [
+        "--out",
+        str(out),
+        "--set",
+        sets[0],
+        "--set",
+        sets[1],
+        "--set",
+        'strategy_options={"beam": {"width": 2}}',
+    ]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "trees:   2 rows with a saved tree" in printed, printed
+    row = read_jsonl(out / RESULTS)[0]
+    assert set(row["tree"]["replay"]) == {"step_format", "policy_parameters", "prm_parameters"}
+    assert main(["replay", str(out), "--aggregations", "last", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "(0 policy tokens)" in printed and "tree-pick:" in printed and "exact:" in printed
+    assert (tmp_path / "cli-replay" / "summary.md").is_file()
