@@ -15,11 +15,23 @@ position holding `step_tag_id`: the tag, or for RLHFlow's chat turns the token b
 assistant reply (the same "\n\n" id at every step, which also follows other headers); the
 builder's readout positions are picked from them. Inputs are PRMInputBuilder's, the same ids as
 HFPRM and PRM training; every id is checked before the engine is started.
+
+Prefix reuse (prefix_reuse=True; off by default for now, see benchmarks/results/kvcache): vLLM 0.32 refuses prefix caching with the STEP
+pooler (ModelConfig.is_prefix_caching_supported), and a token_classify request skips reading the
+cache by default, because a cached prefix has no hidden states to pool. So the engine pools "ALL"
+with prefix caching on and each request reads the cache: vLLM returns the outputs of the tokens it
+computed (the chain's tail past num_cached_tokens), and the outputs at step-id positions inside the
+cached head are the ones this PRM read when it scored the chain that head belongs to (kept here by
+a digest of the ids up to that position; causal attention makes them the same). A chain whose
+head was cached but whose outputs were forgotten is scored again without reading the cache.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+from array import array
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +44,27 @@ from reasoner.models.chunking import DEFAULT_CHAINS_PER_CALL
 from reasoner.models.heads import check_architecture_fits
 from reasoner.models.prm_input import PROBE, prm_input_builder
 from reasoner.models.resolve import count_parameters, open_checkpoint
-from reasoner.models.vllm_engine import build_engine, prepare_vllm
+from reasoner.models.vllm_engine import build_engine, is_cpu_build, prepare_vllm
 from reasoner.step_format import StepFormat
 from reasoner.types import ReasonerError
 
 # the vLLM model of each head readout ("lm-labels": any causal LM, converted to a classifier)
 VLLM_HEAD_ARCHITECTURES = {"token-class": "Qwen2ForProcessRewardModel"}
+# with prefix reuse on CPU: vLLM's CPU default block (128 tokens) is longer than most steps, and
+# only whole blocks are reused; its attention needs a multiple of 32 (16 is the GPU default)
+CPU_REUSE_BLOCK_SIZE = 32
+KNOWN_OUTPUTS_MAX = 1 << 20  # step-position outputs remembered for cached heads (LRU)
+
+
+def step_digests(ids: list[int], positions: list[int]) -> list[bytes]:
+    """A digest of ids[: p + 1] for each of the increasing `positions` (one pass over ids)."""
+    h = hashlib.blake2b(digest_size=16)
+    out, at = [], 0
+    for p in positions:
+        h.update(array("q", ids[at : p + 1]).tobytes())
+        at = p + 1
+        out.append(h.copy().digest())
+    return out
 
 
 def _sigmoid(x: float) -> float:
@@ -52,7 +79,8 @@ class VLLMPRM:
 
     Options as VLLMPolicy (dtype, tensor_parallel_size, gpu_memory_utilization,
     kv_cache_memory_bytes, max_model_len, enforce_eager, trust_remote_code, threads,
-    engine_options).
+    engine_options); prefix_reuse: score only what vLLM's prefix cache does not hold (see the
+    module docstring; False, the default: the STEP pooler, every chain computed whole).
     """
 
     max_chains_per_call = DEFAULT_CHAINS_PER_CALL  # chains per score call (the controller's)
@@ -71,6 +99,7 @@ class VLLMPRM:
         threads: int | None = None,
         seed: int = 0,
         engine_options: dict[str, Any] | None = None,
+        prefix_reuse: bool = False,
     ):
         ckpt = open_checkpoint(model, "lm-prm", step_format, trust_remote_code, needs_config="vLLM")
         self.path = ckpt.path
@@ -85,6 +114,17 @@ class VLLMPRM:
         prepare_vllm(threads)
         from vllm.config import PoolerConfig
 
+        self.prefix_reuse = prefix_reuse
+        self.read_prefix_cache = prefix_reuse  # False: every chain computed whole (a reference)
+        self._known: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        options = dict(engine_options or {})
+        if prefix_reuse and is_cpu_build():
+            options.setdefault("block_size", CPU_REUSE_BLOCK_SIZE)
+        pooler = (
+            PoolerConfig(task="token_classify", pooling_type="ALL")
+            if prefix_reuse
+            else PoolerConfig(task="token_classify", pooling_type="STEP", step_tag_id=self.step_id)
+        )
         self.llm = build_engine(
             self.path,
             what="PRM",
@@ -94,17 +134,15 @@ class VLLMPRM:
             kv_cache_memory_bytes=kv_cache_memory_bytes,
             max_model_len=max_model_len,
             enforce_eager=enforce_eager,
-            enable_prefix_caching=None,
+            enable_prefix_caching=True if prefix_reuse else None,
             trust_remote_code=trust_remote_code,
             threads=threads,
             seed=seed,
             engine_options={
                 "runner": "pooling",
                 **overrides,
-                "pooler_config": PoolerConfig(
-                    task="token_classify", pooling_type="STEP", step_tag_id=self.step_id
-                ),
-                **(engine_options or {}),
+                "pooler_config": pooler,
+                **options,
             },
         )
         self.max_context = int(self.llm.model_config.max_model_len)
@@ -165,13 +203,84 @@ class VLLMPRM:
         return {}
 
     def clear_cache(self) -> None:
-        """Nothing of ours is cached (vLLM's pooling runs do not read a prefix cache)."""
+        """Forget vLLM's cached prefixes and the outputs kept for them, so a search's cost does
+        not depend on earlier ones."""
+        if self.prefix_reuse:
+            self.llm.reset_prefix_cache()
+            self._known.clear()
 
     def score(self, requests: list[ScoreRequest]) -> tuple[list[list[float]], int]:
-        """Step scores for every chain (one pass per chain, all chains in one vLLM call)."""
+        """Step scores for every chain (all chains in one vLLM call) and the tokens computed."""
         built = [self.builder.build(r.problem, r.steps) for r in requests]
         if not built:
             return [], 0
+        if not self.prefix_reuse:
+            return self._score_whole(built)
+        outs = self._encode([ids for ids, _ in built], self.read_prefix_cache)
+        rows: list[torch.Tensor | None] = []
+        tokens = 0
+        for (ids, _), out in zip(built, outs):
+            got, computed = self._step_outputs(ids, out)
+            rows.append(got)
+            tokens += computed
+        again = [i for i, r in enumerate(rows) if r is None]
+        if again:  # a cached head whose outputs were forgotten: computed whole
+            for i, out in zip(again, self._encode([built[i][0] for i in again], False)):
+                rows[i], computed = self._step_outputs(built[i][0], out)
+                tokens += computed
+        scores = []
+        for (ids, tags), data in zip(built, rows):
+            assert data is not None
+            at = [i for i, t in enumerate(ids) if t == self.step_id]
+            index = {pos: k for k, pos in enumerate(at)}
+            if any(p not in index for p in tags):
+                raise ReasonerError("a readout position does not hold the step id (not one id)")
+            scores.append(self._read(data, [index[p] for p in tags]) if tags else [])
+        return scores, tokens
+
+    def _encode(self, chains: list[list[int]], read_cache: bool) -> list:
+        outs = self.llm.encode(
+            [self._TokensPrompt(prompt_token_ids=ids) for ids in chains],
+            pooling_task="token_classify",
+            pooling_params=self._PoolingParams(
+                use_activation=False, skip_reading_prefix_cache=not read_cache
+            ),
+            use_tqdm=False,
+        )
+        if len(outs) != len(chains):
+            raise ReasonerError(f"vLLM returned {len(outs)} outputs for {len(chains)} chains")
+        return outs
+
+    def _step_outputs(self, ids: list[int], out: Any) -> tuple[torch.Tensor | None, int]:
+        """The outputs at every step-id position of a chain (None if a cached one is unknown)
+        and the tokens vLLM computed; the computed ones are remembered."""
+        cached = int(getattr(out, "num_cached_tokens", 0) or 0)
+        data = out.outputs.data.float()
+        if data.ndim == 1:  # one output per token
+            data = data[:, None]
+        if data.ndim != 2 or data.shape[0] != len(ids) - cached:
+            raise ReasonerError(
+                f"vLLM's pooler returned {tuple(data.shape)} values for the {len(ids) - cached} "
+                f"tokens it computed of a {len(ids)}-token chain"
+            )
+        at = [i for i, t in enumerate(ids) if t == self.step_id]
+        rows = []
+        for pos, key in zip(at, step_digests(ids, at)):
+            if pos >= cached:
+                row = data[pos - cached].clone()
+                self._known[key] = row
+            else:
+                row = self._known.get(key)
+                if row is None:
+                    return None, len(ids) - cached
+            self._known.move_to_end(key)
+            rows.append(row)
+        while len(self._known) > KNOWN_OUTPUTS_MAX:
+            self._known.popitem(last=False)
+        return (torch.stack(rows) if rows else data[:0]), len(ids) - cached
+
+    def _score_whole(self, built: list[tuple[list[int], list[int]]]) -> tuple[list, int]:
+        """The STEP pooler's path: every chain computed whole, the outputs at its step ids."""
         prompts = [self._TokensPrompt(prompt_token_ids=ids) for ids, _ in built]
         outs = self.llm.encode(
             prompts,
