@@ -268,6 +268,13 @@ def test_runs_without_trees_or_from_another_version_are_refused(tiny_ckpt, tmp_p
     code, err = replay_cli([str(other), "--out", str(tmp_path / "o2")], capsys)
     assert code == 2 and "not a run this version can replay" in err and "future_field" in err, err
 
+    # trees saved before bench stored the replay record: refused before anything is written
+    del row["tree"]["nodes"][1]["future_field"], row["tree"]["replay"]
+    (other / RESULTS).write_text(json.dumps(row) + "\n")
+    code, err = replay_cli([str(other), "--out", str(tmp_path / "o4")], capsys)
+    assert code == 2 and "lacks the replay record" in err, err
+    assert not (tmp_path / "o2").exists() and not (tmp_path / "o4").exists()
+
     # a run.json whose config this version does not know
     old = tmp_path / "old"
     shutil.copytree(plain, old)

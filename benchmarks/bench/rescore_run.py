@@ -99,10 +99,13 @@ class Replayer:
     def check(self) -> None:
         """Every tree a job needs is saved, and every PRM it re-scores with loads."""
         missing, seen = [], set()
+        rescored = {j.source.key() for j in self.jobs if j.target.prm != j.source.prm}
         for job in self.jobs:
             if job.kind == "prm-free" or job.source.key() in seen:
                 continue
             seen.add(job.source.key())
+            # a direct best-of-N replay, and any re-scoring, read the tree's replay record
+            needs_record = job.kind == "exact" or job.source.key() in rescored
             for (pid, key), row in self.source.rows.items():
                 if key != job.source.key() or row.error:
                     continue
@@ -115,6 +118,8 @@ class Replayer:
                     missing.append(f"{pid} {key}{sampled}")
                 else:  # a tree of another version's format is refused now, not mid-run
                     tree_of(tree, f"{pid} {key}", self.source)
+                    if needs_record and not row.subsampled_from:
+                        self._record(pid, job, tree)
         if missing:
             raise ReasonerError(
                 f"replay: {len(missing)} rows of {self.source.run_dir} have no saved tree (e.g. "
