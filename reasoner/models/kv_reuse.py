@@ -255,9 +255,10 @@ def encode_into_cache(
 
 
 def extract(cache: object, row: int, mask_row: torch.Tensor) -> KV:
-    """The KV states of one batch row's real (unmasked) tokens, detached copies."""
+    """The KV states of one batch row's real (unmasked) tokens, detached copies (indexing by a
+    tensor of positions copies)."""
     idx = mask_row.nonzero(as_tuple=True)[0]
     return [
-        (layer.keys[row][:, idx].clone(), layer.values[row][:, idx].clone())
+        (layer.keys[row][:, idx], layer.values[row][:, idx])
         for layer in cache.layers  # type: ignore[attr-defined]
     ]
