@@ -8,14 +8,20 @@ on correct ones (must predict -1); F1 is their harmonic mean, as in ProcessBench
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reasoner.api import load_policy, load_prm
 from reasoner.datasets import load_processbench
 from reasoner.models.base import GenRequest, ScoreRequest
+from reasoner.scaleout import Executor, shard
 from reasoner.synthetic import first_arithmetic_error, first_error
-from reasoner.types import ReasonerError
+from reasoner.types import Problem, ReasonerError
+
+SCORE_BATCH = 64  # cases per PRM call (and per scoring shard)
+SAMPLE_SHARD = 16  # problems per sampling shard on an executor
 
 
 @dataclass
@@ -53,7 +59,9 @@ def processbench_metrics(predictions: list[int], labels: list[int]) -> dict[str,
     }
 
 
-def score_cases(prm: Any, cases: list[StepCase], batch: int = 64) -> list[list[float] | None]:
+def score_cases(
+    prm: Any, cases: list[StepCase], batch: int = SCORE_BATCH
+) -> list[list[float] | None]:
     """Step scores per case; None for a case the PRM cannot take (e.g. longer than its context)."""
     out: list[list[float] | None] = []
     for i in range(0, len(cases), batch):
@@ -70,12 +78,54 @@ def score_cases(prm: Any, cases: list[StepCase], batch: int = 64) -> list[list[f
     return out
 
 
-def evaluate_prm(prm: Any, cases: list[StepCase], threshold: float = 0.5) -> dict[str, Any]:
+@dataclass
+class EvalJob:
+    """eval-prm's shards for an executor: the policy samples cases, the PRM scores them. Each
+    is a loaded model (local) or a spec that every worker loads on first use (Ray)."""
+
+    policy: Any = None
+    prm: Any = None
+    samples: int = 4
+    seed: int = 0
+
+    def make_worker(self) -> Callable[[tuple[str, list]], list]:
+        loaded: dict[str, Any] = {}
+
+        def model(kind: str) -> Any:
+            spec = getattr(self, kind)
+            if not isinstance(spec, str):
+                return spec
+            if kind not in loaded:
+                loaded[kind] = load_policy(spec) if kind == "policy" else load_prm(spec)
+            return loaded[kind]
+
+        def run(shard: tuple[str, list]) -> list:
+            kind, items = shard
+            if kind == "sample":
+                return sample_cases(model("policy"), items, self.samples, self.seed)
+            return score_cases(model("prm"), items)
+
+        return run
+
+
+def evaluate_prm(
+    prm: Any,
+    cases: list[StepCase],
+    threshold: float = 0.5,
+    executor: Executor | None = None,
+    job: EvalJob | None = None,
+) -> dict[str, Any]:
     """Metrics at the given threshold, plus the best threshold on this set (labelled as such).
 
-    Cases the PRM cannot score are left out and counted in `skipped` (with their ids).
+    Cases the PRM cannot score are left out and counted in `skipped` (with their ids). With an
+    `executor`, `job`'s workers score shards of SCORE_BATCH cases (the local batches).
     """
-    raw = score_cases(prm, cases)
+    if executor is None:
+        raw = score_cases(prm, cases, SCORE_BATCH)
+    else:
+        job = job or EvalJob(prm=prm)
+        shards = [("score", s) for s in shard(cases, SCORE_BATCH)]
+        raw = [s for scores, _ in executor.map(job, shards) for s in scores]
     skipped = [c.id for c, s in zip(cases, raw) if s is None]
     kept = [(c, s) for c, s in zip(cases, raw) if s is not None]
     scores = [s for _, s in kept]
@@ -110,11 +160,18 @@ def equation_checker_metrics(cases: list[StepCase]) -> dict[str, Any]:
 
 
 def arith_cases(
-    policy: Any, problems: list, samples: int = 4, seed: int = 0, cache: str | Path | None = None
+    policy: Any,
+    problems: list,
+    samples: int = 4,
+    seed: int = 0,
+    cache: str | Path | None = None,
+    executor: Executor | None = None,
+    job: EvalJob | None = None,
 ) -> list[StepCase]:
     """The policy's own sampled solutions on arith problems, labelled by the exact step checker.
 
-    Cached to `cache` (JSONL) so every PRM is evaluated on the very same solutions.
+    Cached to `cache` (JSONL) so every PRM is evaluated on the very same solutions. With an
+    `executor`, `job`'s workers sample shards of SAMPLE_SHARD problems (seeds by problem index).
     """
 
     if cache and Path(cache).exists():
@@ -123,21 +180,38 @@ def arith_cases(
             for line in Path(cache).read_text().splitlines()
             if line.strip()
         ]
-    prompts = [policy.encode_prompt(p.text) for p in problems]
+    indexed = list(enumerate(problems))
+    if executor is None:
+        cases = sample_cases(policy, indexed, samples, seed)
+    else:
+        job = job or EvalJob(policy=policy, samples=samples, seed=seed)
+        shards = [("sample", s) for s in shard(indexed, SAMPLE_SHARD)]
+        cases = [c for part, _ in executor.map(job, shards) for c in part]
+    if cache:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        Path(cache).write_text("".join(json.dumps(c.to_dict()) + "\n" for c in cases))
+    return cases
+
+
+def sample_cases(
+    policy: Any, indexed: list[tuple[int, Problem]], samples: int, seed: int
+) -> list[StepCase]:
+    """`samples` solutions of each (index, problem), seeded by the index, as labelled cases."""
+    prompts = [policy.encode_prompt(p.text) for _, p in indexed]
     outs = policy.generate(
-        [GenRequest(ids, samples, seed * 7919 + i, "end", 1.0) for i, ids in enumerate(prompts)]
+        [
+            GenRequest(ids, samples, seed * 7919 + i, "end", 1.0)
+            for (i, _), ids in zip(indexed, prompts)
+        ]
     )
     cases = []
-    for p, conts in zip(problems, outs):
+    for (_, p), conts in zip(indexed, outs):
         for j, c in enumerate(conts):
             steps = [s.text for s in c.steps if s.text]
             if not steps:
                 continue
             label = first_error(p, "\n\n".join(steps))
             cases.append(StepCase(id=f"{p.id}#{j}", problem=p.text, steps=steps, label=label))
-    if cache:
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        Path(cache).write_text("".join(json.dumps(c.to_dict()) + "\n" for c in cases))
     return cases
 
 

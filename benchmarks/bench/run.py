@@ -43,10 +43,12 @@ from benchmarks.bench.resume import (
 )
 from benchmarks.bench.robust import error_text, solve_robustly
 from benchmarks.bench.rows import grade_solution
+from benchmarks.bench.shard_worker import BenchJob, cell_reasoner
+from benchmarks.bench.sharded import check_prompts_on, replay_cells_on, search_cells_on
 from benchmarks.config import BenchConfig
 from benchmarks.report import write_reports
-from reasoner.api import Reasoner
 from reasoner.jsonl import append_jsonl, repair_tail
+from reasoner.scaleout import Executor
 from reasoner.types import Problem, ReasonerError, Solution
 
 T = TypeVar("T")
@@ -110,9 +112,13 @@ class RowWriter:
 
 
 def run_bench(
-    cfg: BenchConfig, argv: list[str] | None = None, progress: bool = True
+    cfg: BenchConfig,
+    argv: list[str] | None = None,
+    progress: bool = True,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) the grid; returns the summary dict and writes every report file."""
+    """Run (or resume) the grid; returns the summary dict and writes every report file.
+    On a Ray `executor` the batches are searched by its workers (see `sharded`)."""
     pset = load_problems(cfg)
     problems = pset.problems
     if not problems:
@@ -123,7 +129,7 @@ def run_bench(
     cells = grid(cfg)
     meta = run_metadata(cfg, argv, pset)
     with locked_out_dir(Path(cfg.out_dir)):  # one process per output directory
-        return _run_locked(cfg, meta, problems, cells, progress)
+        return _run_locked(cfg, meta, problems, cells, progress, executor)
 
 
 def _run_locked(
@@ -132,9 +138,14 @@ def _run_locked(
     problems: list[Problem],
     cells: list[Cell],
     progress: bool,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
     """run_bench's work, under the output directory's lock."""
     check_out_dir(cfg, meta)
+    job = None
+    if executor is not None and executor.kind != "local":
+        job = BenchJob(cfg)
+        executor.start(job)  # a worker that cannot load fails before any file is touched
     out = Path(cfg.out_dir)
     results_path, samples_path = out / RESULTS, out / SAMPLES
     repair_tail(results_path)
@@ -145,7 +156,10 @@ def _run_locked(
     models = ModelCache(cfg)
     if todo_total:  # a setting that fails every row is one error now, not one per row
         todo = [p for p in problems if any((p.id, c.key()) not in done for c in cells)]
-        check_prompts(models.policy(), todo)
+        if job is not None:
+            check_prompts_on(executor, job, todo)
+        else:
+            check_prompts(models.policy(), todo)
     write_run_json(cfg, meta)  # only for a run that goes ahead
     total = len(cells) * len(problems)
     if progress:
@@ -165,10 +179,18 @@ def _run_locked(
     )
     with open(results_path, "a") as fh:
         writer = RowWriter(fh, cfg, done, bar, models)
-        for cell in cells:
+        if job is not None:
+            search_cells_on(executor, job, cells, problems, writer, batches_to_run)
+            replay_cells_on(
+                executor, job, cells, problems, samples_path, writer, batches_to_run, _derive
+            )
+            cells_left: list[Cell] = []
+        else:
+            cells_left = cells
+        for cell in cells_left:
             if not is_replayed(cfg, cell):
                 _search_cell(cfg, cell, problems, models, writer)
-        replayed = [c for c in cells if is_replayed(cfg, c)]
+        replayed = [c for c in cells_left if is_replayed(cfg, c)]
         if replayed:
             _replay_cells(cfg, replayed, cells, problems, models, samples_path, writer)
     bar.close()
@@ -186,18 +208,7 @@ def _search_cell(
     todo = [p for p in problems if not writer.is_done(p, cell)]
     if not todo:
         return
-    reasoner = Reasoner(
-        strategy=cell.strategy,
-        budget=cell.budget,
-        policy=models.policy(),
-        prm=models.prm(cell.prm),
-        seed=cell.seed,
-        temperature=cfg.temperature,
-        aggregation=cell.aggregation if cell.aggregation != "-" else "min",
-        max_seconds=cfg.max_seconds_per_problem,
-        max_nodes=cfg.max_nodes,
-        strategy_options=cfg.strategy_options.get(cell.strategy, {}),
-    )
+    reasoner = cell_reasoner(cfg, cell, models)
     writer.bar.set_description(f"{cell.strategy} N={cell.budget} prm={Path(cell.prm).name}")
     for batch in batches_to_run(problems, cfg.batch_size, lambda p: not writer.is_done(p, cell)):
         visible = [p.without_answer() for p in batch]
