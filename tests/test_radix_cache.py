@@ -85,6 +85,27 @@ def test_equal_tokens_with_other_bits_are_not_shared():
     assert cache.stored_tokens() == 2 + 3 + 3  # [1, 2] shared, the rest twice
 
 
+def test_a_chain_computed_from_a_lookup_is_stored_below_it():
+    """put(base=the KVPath the chain was computed from): the prefix is not compared again, even
+    after its node was split; a base evicted since is ignored (the whole chain is compared)."""
+    cache = RadixKVCache(1 << 20)
+    parent = [1, 2, 3, 4, 5, 6]
+    cache.put(tuple(parent), kv_of(parent))
+    base = cache.get(tuple(parent))
+    cache.put((1, 2, 3, 9), kv_of([1, 2, 3, 9]))  # splits the parent's node after 3 tokens
+    child = parent + [7, 8]
+    cache.put(tuple(child), kv_of(child), None, base)
+    assert cache.stored_tokens() == 3 + 3 + 1 + 2
+    assert same_bits(cache.get(tuple(child)), kv_of(child))
+    small = RadixKVCache(8 * TOKEN_BYTES)
+    small.put(tuple(parent), kv_of(parent))
+    gone = small.get(tuple(parent))
+    small.put((20, 21, 22, 23, 24), kv_of([20, 21, 22, 23, 24]))  # evicts the parent
+    assert small.get(tuple(parent)) is None
+    small.put(tuple(child), kv_of(child), None, gone)
+    assert same_bits(small.get(tuple(child)), kv_of(child)) and small.stored_tokens() == 8
+
+
 def test_a_policy_entry_holds_all_but_its_last_token():
     cache = RadixKVCache(1 << 20)
     seq = [4, 5, 6, 7]

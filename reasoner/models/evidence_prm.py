@@ -237,7 +237,8 @@ class EvidenceFeatures:
                 keeps = [(spans[i][1], values[: i + 1]) for i in new]
                 if cut < spans[0][0] - 1:
                     keeps.append((spans[0][0] - 1, []))  # the prompt, for sibling first steps
-                self.planner.store(ids, extract(out.past_key_values, b, mask[b]), keeps)
+                kv = extract(out.past_key_values, b, mask[b])
+                self.planner.store(ids, kv, keeps, plan.kv)
             results.append(values)
         return results
 

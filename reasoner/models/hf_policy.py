@@ -138,7 +138,8 @@ class HFPolicy(StepRulesPolicy):
                 ):
                     # the new child will be expanded from here: keep its KV (all but the last token)
                     seq = row.request.prefix_ids + row.generated_ids()
-                    self.prefix_cache.put(tuple(seq), extract(cache, p, attn[p]))
+                    kv = extract(cache, p, attn[p])
+                    self.prefix_cache.put(tuple(seq), kv, None, cached[row.slot])
             n_live = sum(live)
             if n_live == 0:
                 break

@@ -193,6 +193,7 @@ class HFPRM:
                 ]
                 if ends[-1] < len(ids) and tags[-1] >= cut:
                     keeps.append((ends[-1], values))
-                self.planner.store(ids, extract(out.past_key_values, b, mask[b]), keeps)
+                kv = extract(out.past_key_values, b, mask[b])
+                self.planner.store(ids, kv, keeps, plan.kv)
             results.append(values)
         return results

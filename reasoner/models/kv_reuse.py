@@ -20,12 +20,14 @@ KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values of shape
 
 
 class KVPath:
-    """The KV states of one sequence as consecutive segments (a radix cache's root-to-node path)."""
+    """The KV states of one sequence as consecutive segments (a radix cache's root-to-node path;
+    `node`: the cache's node it ends at, so a chain computed from it can be stored below it)."""
 
-    __slots__ = ("segments",)
+    __slots__ = ("segments", "node")
 
-    def __init__(self, segments: list[KV]):
+    def __init__(self, segments: list[KV], node: object = None):
         self.segments = segments
+        self.node = node
 
     def __len__(self) -> int:
         return sum(kv_length(s) for s in self.segments)
@@ -96,9 +98,11 @@ class PrefixKVCache:
         self.hits += 1
         return entry
 
-    def put(self, key: tuple[int, ...], kv: KV, payload: object = None) -> None:
+    def put(
+        self, key: tuple[int, ...], kv: KV, payload: object = None, base: object = None
+    ) -> None:
         """Cache `kv` (and `payload`) for `key` unless present or too large; evict the least
-        recently used entries beyond max_bytes."""
+        recently used entries beyond max_bytes (`base`, the radix cache's hint, is not used)."""
         if self.max_bytes <= 0 or key in self._entries:
             return
         size = self._size(kv)

@@ -70,10 +70,18 @@ class PrefixPlanner:
             return 0
         return encode_into_cache(model, self.cache, prompts, pad_id)
 
-    def store(self, ids: Sequence[int], kv: KV, keeps: Iterable[tuple[int, object]]) -> None:
+    def store(
+        self,
+        ids: Sequence[int],
+        kv: KV,
+        keeps: Iterable[tuple[int, object]],
+        base: KV | KVPath | None = None,
+    ) -> None:
         """Cache prefixes of a chain whose KV states (all of `ids`) were just computed: each
         (length, values) in order; the whole chain as it is, a shorter prefix as its own copy
-        (a view when the cache copies what it keeps: a radix cache stores it as a shared node)."""
+        (a view when the cache copies what it keeps: a radix cache stores it as a shared node);
+        `base`: the planned prefix the chain was computed from (plan.kv)."""
+        hint = base if isinstance(base, KVPath) else None
         if self.cache is None:
             return
         for keep, values in keeps:
@@ -83,4 +91,5 @@ class PrefixPlanner:
                 part = [(k[:, :keep], v[:, :keep]) for k, v in kv]
             else:
                 part = [(k[:, :keep].clone(), v[:, :keep].clone()) for k, v in kv]
-            self.cache.put(tuple(ids[:keep]), part, values)
+            usable = hint is not None and len(hint) <= keep
+            self.cache.put(tuple(ids[:keep]), part, values, hint if usable else None)

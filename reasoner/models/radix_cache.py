@@ -75,6 +75,10 @@ class _Node:
         self.uid = uid
 
     @property
+    def end(self) -> int:
+        return self.start + len(self.tokens)
+
+    @property
     def nbytes(self) -> int:
         return self.data.numel() * self.data.element_size()
 
@@ -117,11 +121,21 @@ class RadixKVCache:
         self.hits += 1
         node, payload = entry
         self._touch(node)
-        return KVPath(node.path()), payload
+        return KVPath(node.path(), node), payload
 
-    def put(self, key: tuple[int, ...], kv: KV | KVPath, payload: object = None) -> None:
+    def put(
+        self,
+        key: tuple[int, ...],
+        kv: KV | KVPath,
+        payload: object = None,
+        base: KVPath | None = None,
+    ) -> None:
         """Cache `kv` (the KV of key's first kv_length(kv) tokens) and `payload` for `key` unless
-        present or larger than the budget; then evict least recently used leaves past max_bytes."""
+        present or larger than the budget; then evict least recently used leaves past max_bytes.
+
+        `base`: a KVPath this cache returned whose positions were copied into kv's first ones
+        (the cached prefix the chain was computed from); its node, if still held, holds exactly
+        those bits, so only the positions past it are compared and stored."""
         if self.max_bytes <= 0 or key in self._entries:
             return
         flat = kv.flat() if isinstance(kv, KVPath) else kv
@@ -130,7 +144,17 @@ class RadixKVCache:
             raise ValueError(f"KV of {n} tokens for a key of {len(key)}")
         if sum(k.numel() * k.element_size() * 2 for k, _ in flat) > self.max_bytes:
             return
-        node = self._insert(key[:n], stack(flat) if flat else torch.zeros(0))
+        start, pos = self._root, 0
+        if (
+            isinstance(base, KVPath)
+            and isinstance(base.node, _Node)
+            and base.node.parent is not None
+        ):
+            held = base.node
+            if held.end <= n and tuple(key[held.start : held.end]) == held.tokens:
+                start, pos = held, held.end
+        rest = [(k[:, pos:n], v[:, pos:n]) for k, v in flat] if pos else flat
+        node = self._insert(key[:n], stack(rest) if flat else torch.zeros(0), start, pos)
         node.keys.add(key)
         self._entries[key] = (node, payload)
         self._touch(node)
@@ -190,10 +214,11 @@ class RadixKVCache:
         self._nodes += 1
         return node
 
-    def _insert(self, tokens: Sequence[int], data: torch.Tensor) -> _Node:
-        """The node whose path spells `tokens` with exactly the bits of `data` (their stacked KV),
-        made by sharing every node that matches both and adding one for the rest."""
-        node, pos, n = self._root, 0, len(tokens)
+    def _insert(self, tokens: Sequence[int], data: torch.Tensor, node: _Node, pos: int) -> _Node:
+        """The node whose path spells `tokens` with exactly the bits of the stacked KV `data` of
+        tokens[pos:], below `node` (which spells tokens[:pos]): every node matching both is
+        shared, one is added for the rest."""
+        at, n = pos, len(tokens)  # data's column c holds position at + c
         while pos < n:
             best, matched = None, 0
             for child in node.children.get(tokens[pos], []):
@@ -201,7 +226,9 @@ class RadixKVCache:
                 limit = min(len(child.tokens), n - pos)
                 while same < limit and child.tokens[same] == tokens[pos + same]:
                     same += 1
-                same = equal_prefix(child.data[:, :, :, :same], data[:, :, :, pos : pos + same])
+                same = equal_prefix(
+                    child.data[:, :, :, :same], data[:, :, :, pos - at : pos - at + same]
+                )
                 if same > matched:
                     best, matched = child, same
             if best is None:
@@ -209,7 +236,7 @@ class RadixKVCache:
                     node,
                     pos,
                     tuple(tokens[pos:]),
-                    data[:, :, :, pos:].clone(memory_format=torch.contiguous_format),
+                    data[:, :, :, pos - at :].clone(memory_format=torch.contiguous_format),
                 )
             if matched < len(best.tokens):
                 best = self._split(best, matched)
