@@ -48,12 +48,14 @@ def evaluate_policy(
     out_dir: Path,
     problems: int = 300,
     majority_n: int = 16,
+    with_majority: bool = True,
     batch_size: int = 32,
     threads: int = 1,
     backend: str = "hf",
 ) -> dict[str, Any]:
-    """Greedy and majority@N accuracy (Wilson 95% CIs) of `policy` on the first `problems` arith
-    test problems: a bench run in `out_dir`, resumed where it stopped."""
+    """Greedy and majority@N accuracy (Wilson 95% CIs; majority None unless `with_majority`) of
+    `policy` on the first `problems` arith test problems: a bench run in `out_dir`, resumed where
+    it stopped (a later call with majority reuses the greedy rows)."""
     cfg = BenchConfig(
         name="raft-eval",
         description=f"RAFT evaluation of {policy}: greedy and majority@{majority_n}",
@@ -64,14 +66,16 @@ def evaluate_policy(
         policy_options={"threads": threads},
         prms=["none"],
         backend=backend,
-        strategies=["greedy", "majority"],
+        strategies=["greedy", "majority"] if with_majority else ["greedy"],
         budgets=[majority_n],
         batch_size=batch_size,
         out_dir=str(out_dir),
     )
     data = run_bench(cfg, argv=["raft-eval", policy], progress=False)
     cells = {c["strategy"]: c for c in data["cells"]}
-    greedy, vote = cells["greedy"], cells["majority"]
+    greedy = cells["greedy"]
+    none = {"n": problems, "accuracy": None, "ci95": [None, None], "errors": 0}
+    vote = cells["majority"] if with_majority else none | {"policy_tokens_mean": 0}
     if greedy["n"] != problems or vote["n"] != problems:
         raise ReasonerError(f"raft evaluation in {out_dir}: expected {problems} rows per strategy")
     n = majority_n
@@ -126,6 +130,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         vote = (
             f"{_pct(r['majority16_accuracy'])} "
             f"({_pct(r['majority16_ci_low'])}-{_pct(r['majority16_ci_high'])})"
+            if r["majority16_accuracy"] is not None
+            else "-"
         )
         kept = "-" if r["selected"] is None else f"{r['selected']}/{r['prompts']}"
         lines.append(

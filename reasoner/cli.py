@@ -242,6 +242,30 @@ def cmd_train_prm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_raft(args: argparse.Namespace) -> int:
+    """PRM-guided rejection-sampling fine-tuning (resumable); installs only with --install."""
+    import_sibling("benchmarks")  # the evaluation is `reasoner bench`'s
+    from benchmarks.raft_study import evaluate_policy
+    from reasoner.training.install import install_embedded
+    from reasoner.training.raft import RaftConfig, run_raft
+
+    cfg = load_with_flags(RaftConfig, args.config, flag_overrides(args, RAFT_FLAGS, args.set))
+    summary = run_raft(cfg, evaluate_policy, progress=not args.quiet)
+    for row in summary["rows"]:
+        vote = row[f"majority{cfg.eval_majority_n}_accuracy"]
+        print(
+            f"{row['selector']} round {row['round']}: greedy {100 * row['greedy_accuracy']:.1f} % "
+            f"({100 * row['greedy_ci_low']:.1f}-{100 * row['greedy_ci_high']:.1f}), majority@"
+            f"{cfg.eval_majority_n} " + ("-" if vote is None else f"{100 * vote:.1f} %")
+        )
+    print(f"summary: {Path(cfg.out_dir) / 'summary.json'}\npolicy: {summary['policy']}")
+    if args.install:
+        if summary["policy"] == cfg.policy:
+            raise ReasonerError("raft: no round changed the policy; nothing to install")
+        print(f"installed as the embedded policy: {install_embedded(summary['policy'], 'policy')}")
+    return 0
+
+
 def cmd_eval_prm(args: argparse.Namespace) -> int:
     """ProcessBench-style step F1 of a PRM, on arith samples or ProcessBench."""
     from reasoner.api import load_policy, load_prm
@@ -375,6 +399,11 @@ BENCH_FLAGS = {
 TRAIN_POLICY_FLAGS = {"out": "out_dir", "steps": "steps", "seed": "seed", "threads": "threads"}
 LABEL_FLAGS = {k: k for k in ("out", "problems", "samples", "rollouts", "policy", "seed")}
 LABEL_FLAGS["step_format"] = "step_format"
+RAFT_FLAGS = {
+    **{k: k for k in ("policy", "selector", "prm", "threshold", "rounds", "k", "prompts")},
+    **{k: k for k in ("seed", "name", "threads", "cache_dir")},
+    "out": "out_dir",
+}
 TRAIN_PRM_FLAGS = {
     **{k: k for k in ("data", "label", "eta", "base", "seed", "epochs", "threads", "kind")},
     "out": "out_dir",
@@ -529,6 +558,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_train_prm)
+
+    p = sub.add_parser(
+        "raft", help="PRM-guided rejection-sampling fine-tuning of the policy (resumable)"
+    )
+    p.add_argument("--config", help="TOML with RaftConfig fields (reasoner/configs/raft.toml)")
+    p.add_argument("--out")
+    p.add_argument("--policy", help="starting policy: 'embedded' or a checkpoint directory")
+    p.add_argument("--selector", help="prm | orm | majority | random | oracle")
+    p.add_argument("--prm", help="the PRM of the prm / orm selectors (any PRM spec)")
+    p.add_argument("--threshold", type=float, help="keep nothing when the best reward is below")
+    p.add_argument("--rounds", type=int)
+    p.add_argument("--k", type=int, help="solutions sampled per prompt per round")
+    p.add_argument("--prompts", type=int, help="train prompts per round")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--name", help="the run's label in reports (default: the selector)")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--cache-dir", help="samples and evaluations shared between runs")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any key")
+    p.add_argument(
+        "--install",
+        action="store_true",
+        help="copy the last round's policy into the package as the embedded policy",
+    )
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_raft)
 
     p = sub.add_parser(
         "eval-prm", help="ProcessBench-style step evaluation (arith exact labels or ProcessBench)"

@@ -161,7 +161,13 @@ def test_only_train_gold_reaches_the_oracle(tmp_path, monkeypatch):
         return real_select(name, chains, key, gold, threshold)
 
     monkeypatch.setattr(raft, "select", spy)
-    cfg = RaftConfig(out_dir=str(tmp_path / "oracle"), selector="oracle", rounds=1, **TINY)
+    cfg = RaftConfig(
+        out_dir=str(tmp_path / "oracle"),
+        selector="oracle",
+        rounds=1,
+        eval_majority_rounds=[0],  # round 1: greedy only
+        **TINY,
+    )
     cfg.k = 4
     summary = run_raft(cfg, evaluate_policy, progress=False)
     train = {p.id: p.answer for p in raft.load_prompts(cfg)}
@@ -172,3 +178,5 @@ def test_only_train_gold_reaches_the_oracle(tmp_path, monkeypatch):
         assert name == "oracle" and pid in train and pid not in test_ids and gold == train[pid]
     row = summary["rows"][1]
     assert row["selected"] > 0 and row["selected_correct_rate"] == 1.0
+    assert summary["rows"][0]["majority2_accuracy"] is not None
+    assert row["majority2_accuracy"] is None and row["greedy_accuracy"] is not None
