@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -23,6 +26,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 MAX_CONCURRENT = 6
 MIA = "Mia buys 3 boxes with 8 pens each. She gives away 5 pens. How many pens are left?"
 
@@ -251,6 +255,28 @@ def test_stream_sends_a_chunk_per_tick_then_the_message(client):
     assert chunks[-1].usage.total_tokens == whole.usage.total_tokens
 
 
+def test_the_readme_examples_run_against_the_server(server):
+    section = README.read_text().split("## Serve", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace: dict = {}
+    exec(code.replace("http://127.0.0.1:8000", server.url), namespace)
+    r = namespace["r"]
+    answer = r.model_extra["reasoner"]["answer"]
+    assert r.choices[0].message.content.endswith(f"The answer is {answer}.")
+    assert 1 <= len(r.choices) <= 2 and r.usage.total_tokens > 0
+    curl = re.search(r"```bash\n(curl .*?)```", section, re.S).group(1)
+    curl = curl.replace("http://127.0.0.1:8000", server.url)
+    if shutil.which("curl"):
+        done = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=120)
+        body = json.loads(done.stdout)
+    else:  # the same request without curl
+        body = server.chat_raw(json.loads(re.search(r"-d '(.*?)'", curl, re.S).group(1))).json()
+    assert body["object"] == "chat.completion" and body["reasoner"]["strategy"] == "beam"
+    assert body["choices"][0]["message"]["content"].endswith(
+        f"The answer is {body['reasoner']['answer']}."
+    )
+
+
 # ---- errors -------------------------------------------------------------------------------------
 def _error(response: httpx.Response, status: int, param: str | None = None) -> dict:
     assert response.status_code == status, response.text
@@ -315,17 +341,24 @@ def _wait_for(server, predicate, seconds: float = 60.0) -> dict:
 def test_too_many_in_flight_is_429_and_a_client_that_leaves_cancels_its_search(server):
     before = server.health()
     clients = [httpx.Client(timeout=120) for _ in range(MAX_CONCURRENT)]
+
+    def open_stream(seed: int) -> httpx.Response:  # headers come when its search has started
+        body = _chat(MIA, budget=64, stream=True, seed=seed)
+        request = clients[seed].build_request(
+            "POST", f"{server.url}/v1/chat/completions", json=body
+        )
+        return clients[seed].send(request, stream=True)
+
     streams = []
     try:
-        for seed, c in enumerate(clients):
-            body = _chat(MIA, budget=64, stream=True, seed=seed)
-            request = c.build_request("POST", f"{server.url}/v1/chat/completions", json=body)
-            streams.append(c.send(request, stream=True))
-        _wait_for(server, lambda h: h["in_flight"] == MAX_CONCURRENT)
-        error = _error(server.chat_raw(_chat(MIA)), 429)
-        assert error["type"] == "rate_limit_error"
+        with ThreadPoolExecutor(MAX_CONCURRENT) as pool:  # all at once: they share ticks
+            opening = [pool.submit(open_stream, seed) for seed in range(MAX_CONCURRENT)]
+            _wait_for(server, lambda h: h["in_flight"] == MAX_CONCURRENT)
+            error = _error(server.chat_raw(_chat(MIA)), 429)
+            assert error["type"] == "rate_limit_error" and error["code"] == "too_many_requests"
+            streams = [f.result() for f in opening]
         for s in streams:  # every client reads its first chunk, then leaves
-            assert next(s.iter_lines()).startswith("data: ")
+            assert s.status_code == 200 and next(s.iter_lines()).startswith("data: ")
     finally:
         for s in streams:
             s.close()

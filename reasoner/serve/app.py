@@ -50,14 +50,25 @@ async def _client_gone(request: Request) -> None:
             return
 
 
-def _outcome_error(job: Job) -> APIError | None:
-    """The error a finished job is answered with, None when it has a result."""
+def _admission_error(job: Job, problem_field: str) -> APIError | None:
+    """Why a job's search could not start (None when it did): read in the engine thread."""
     if job.cancelled:
         return APIError(503, "the server is shutting down", code="shutting_down")
     if job.error is not None:
         if job.failed_by_bug:
             return APIError(500, f"the search failed: {job.error}", code="search_failed")
         return APIError(400, job.error, "strategy", "invalid_search")
+    run = job.run
+    if run is not None and run.tree is None and run.solution is not None:  # the prompt failed
+        return APIError(413, run.solution.error or "", problem_field, "context_length_exceeded")
+    return None
+
+
+def _outcome_error(job: Job, problem_field: str) -> APIError | None:
+    """The error a finished job is answered with, None when it has a result."""
+    refused = _admission_error(job, problem_field)
+    if refused is not None:
+        return refused
     if job.solution is not None and job.solution.error is not None:
         return APIError(413, job.solution.error, "budget", "search_too_large")
     return None
@@ -122,16 +133,37 @@ def create_app(cfg: ServeConfig, on_load_error: Any = None) -> FastAPI:
         raw = await request.body()
         if len(raw) > cfg.max_body_bytes:
             raise APIError(413, f"the request body is over {cfg.max_body_bytes} bytes")
-        model = ChatRequest if kind == "chat" else CompletionRequest
-        req = wire.parse_request(raw, model)
+        req = wire.parse_request(raw, ChatRequest if kind == "chat" else CompletionRequest)
         engine = service.check_ready()
-        plan = service.plan(req, "messages" if kind == "chat" else "prompt")
+        field = "messages" if kind == "chat" else "prompt"
+        plan = service.plan(req, field)
         job = service.job(plan)
-        if req.stream:
-            return _stream(request, kind, req, plan, job, engine)
         loop = asyncio.get_running_loop()
+        admitted: asyncio.Future = loop.create_future()
         done: asyncio.Future = loop.create_future()
-        job.on_done = lambda j: _threadsafe(loop, _set, done, j)
+        events: asyncio.Queue = asyncio.Queue()
+
+        # these run in the engine thread, the one thread that touches the models and the tree
+        def on_admit(j: Job) -> None:
+            _threadsafe(loop, _set, admitted, _admission_error(j, field))
+
+        def on_tick(j: Job) -> None:
+            progress = {"tick": j.ticks, "nodes": len(j.run.tree), "in_flight": j.max_in_flight}
+            progress["policy_tokens"] = j.run.stats.policy_tokens
+            progress["prm_tokens"] = j.run.stats.prm_tokens
+            _threadsafe(loop, events.put_nowait, progress)
+
+        def on_done(j: Job) -> None:
+            try:
+                result: Any = _outcome_error(j, field) or _body(kind, req, plan, j)
+            except Exception as err:  # a bug in rendering: this request fails, not the engine
+                result = APIError(500, f"rendering the result failed: {err!r}")
+            _threadsafe(loop, _set, done, result)
+            _threadsafe(loop, events.put_nowait, None)
+
+        job.on_admit, job.on_done = on_admit, on_done
+        if req.stream:
+            job.on_tick = on_tick
         try:
             engine.submit(job)
         except Busy as err:
@@ -139,18 +171,27 @@ def create_app(cfg: ServeConfig, on_load_error: Any = None) -> FastAPI:
                 429, f"too many requests in flight: {err}", code="too_many_requests"
             ) from None
         watcher = asyncio.ensure_future(_client_gone(request))
+        streaming = False
         try:
-            await asyncio.wait({done, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            # the search starts at the next tick boundary; a refusal still gets its own status
+            await asyncio.wait({admitted, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if admitted.done() and admitted.result() is not None:
+                raise admitted.result()
+            if req.stream and admitted.done():
+                streaming = True  # from here the stream's own end cancels a search left behind
+                include_usage = bool((req.stream_options or {}).get("include_usage"))
+                return _stream(kind, plan, job, engine, events, done, include_usage)
+            if admitted.done():
+                await asyncio.wait({done, watcher}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            if not done.done():  # the client left (or the server is cancelling this request)
-                engine.cancel(job)
+            if not done.done() and not streaming:
+                engine.cancel(job)  # the client left (or the server is cancelling the request)
             watcher.cancel()
         if not done.done():
             return Response(status_code=499)
-        failure = _outcome_error(job)
-        if failure is not None:
-            raise failure
-        return JSONResponse(_body(kind, req, plan, job))
+        if isinstance(done.result(), APIError):
+            raise done.result()
+        return JSONResponse(done.result())
 
     def _body(kind: str, req: Any, plan: Plan, job: Job) -> dict[str, Any]:
         sol = job.solution
@@ -165,55 +206,41 @@ def create_app(cfg: ServeConfig, on_load_error: Any = None) -> FastAPI:
         return body
 
     def _stream(
-        request: Request, kind: str, req: Any, plan: Plan, job: Job, engine: Any
+        kind: str,
+        plan: Plan,
+        job: Job,
+        engine: Any,
+        events: asyncio.Queue,
+        done: asyncio.Future,
+        include_usage: bool,
     ) -> StreamingResponse:
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue = asyncio.Queue()
-
-        def on_tick(j: Job) -> None:  # in the engine thread: read the tree while it is still
-            progress = {"tick": j.ticks, "nodes": len(j.run.tree), "in_flight": j.max_in_flight}
-            progress["policy_tokens"] = j.run.stats.policy_tokens
-            progress["prm_tokens"] = j.run.stats.prm_tokens
-            _threadsafe(loop, events.put_nowait, ("tick", progress))
-
-        job.on_tick = on_tick
-        job.on_done = lambda j: _threadsafe(loop, events.put_nowait, ("done", None))
-        try:
-            engine.submit(job)
-        except Busy as err:
-            raise APIError(
-                429, f"too many requests in flight: {err}", code="too_many_requests"
-            ) from None
         base = wire.envelope(kind, wire.completion_id(kind), plan.model)
 
         async def events_out() -> AsyncIterator[str]:
-            finished = False
             try:
                 yield wire.sse(wire.chunk(kind, base, delta={"role": "assistant", "content": ""}))
                 while True:
-                    what, progress = await events.get()
-                    if what == "done":
-                        finished = True
+                    progress = await events.get()
+                    if progress is None:
                         break
                     yield wire.sse(wire.chunk(kind, base, reasoner={"progress": progress}))
-                failure = _outcome_error(job)
-                if failure is not None:
-                    yield wire.sse(failure.body())
+                result = done.result()
+                if isinstance(result, APIError):
+                    yield wire.sse(result.body())
                     yield wire.sse("[DONE]")
                     return
-                body = _body(kind, req, plan, job)
-                for i, part in enumerate(body["choices"]):
+                for i, part in enumerate(result["choices"]):
                     text = part["message"]["content"] if kind == "chat" else part["text"]
                     yield wire.sse(wire.chunk(kind, base, i, delta={"content": text}))
-                    last = i == len(body["choices"]) - 1
-                    extra = {"reasoner": body["reasoner"]} if last else {}
+                    last = i == len(result["choices"]) - 1
+                    extra = {"reasoner": result["reasoner"]} if last else {}
                     yield wire.sse(wire.chunk(kind, base, i, finish=part["finish_reason"], **extra))
-                if (req.stream_options or {}).get("include_usage"):
+                if include_usage:
                     tail = dict(base, object=wire.chunk(kind, base)["object"], choices=[])
-                    yield wire.sse({**tail, "usage": body["usage"]})
+                    yield wire.sse({**tail, "usage": result["usage"]})
                 yield wire.sse("[DONE]")
             finally:
-                if not finished:  # the client disconnected mid-stream
+                if not done.done():  # the client disconnected mid-stream
                     engine.cancel(job)
 
         return StreamingResponse(events_out(), media_type="text/event-stream")

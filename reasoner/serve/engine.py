@@ -33,9 +33,12 @@ class Job:
     seed: int
     temperature: float | None = None
     aggregation: str | None = None
-    # called in the engine thread: after every tick the job took part in, and once at the end
+    # called in the engine thread: once admitted (its search started, or refused), after every
+    # tick it took part in, and once at the end (the only thread that touches the models)
+    on_admit: Callable[[Job], None] | None = None
     on_tick: Callable[[Job], None] | None = None
     on_done: Callable[[Job], None] | None = None
+    admitted: bool = False
     run: RunHandle | None = None
     solution: Solution | None = None
     error: str | None = None  # why the search failed (a bad request found late, or a bug)
@@ -103,6 +106,7 @@ class Engine:
                             self._cancel(j, "server shutting down")
                         for later, queued in items[i + 1 :]:
                             if later == "start":
+                                queued.cancelled = True
                                 self._fail(queued, "server shutting down")
                         return
                     if kind == "start":
@@ -141,12 +145,20 @@ class Engine:
                 aggregation=job.aggregation,
             )
         except ReasonerError as err:
-            self._fail(job, str(err))
-            return
-        if job.run.solution is not None:
+            job.error = str(err)
+        self._admitted(job)
+        if job.error is not None:
+            self._fail(job, job.error)
+        elif job.run.solution is not None:
             self._done(job)
         else:
             live.append(job)
+
+    def _admitted(self, job: Job) -> None:
+        if not job.admitted:
+            job.admitted = True
+            if job.on_admit is not None:
+                job.on_admit(job)
 
     def _tick(self, live: list[Job]) -> None:
         try:
@@ -187,6 +199,7 @@ class Engine:
     def _release(self, job: Job) -> None:
         with self._lock:
             self._in_flight -= 1
+        self._admitted(job)  # a job refused before its search started hears it first
         if job.on_done is not None:
             job.on_done(job)
 

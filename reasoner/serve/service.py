@@ -2,8 +2,9 @@
 
 Models load in a background thread, torch included (the server answers 503 "loading" meanwhile,
 so a health check sees it alive); a request's search is checked here, before it is queued: unknown model or
-strategy (404), bad option or aggregation (400), budget above --max-budget or a prompt longer
-than the context (413).
+strategy (404), bad option or aggregation (400), budget above --max-budget (413). A prompt
+longer than the context (413) is found when the engine starts the search: only the engine
+thread touches the models' tokenizers.
 """
 
 from __future__ import annotations
@@ -152,10 +153,6 @@ class Service:
             problem = as_problem(request.problem_text()).without_answer()
         except ReasonerError as err:
             raise APIError(400, f"the problem: {err}", problem_field) from None
-        try:
-            self.policy.encode_prompt(problem.text)
-        except ReasonerError as err:
-            raise APIError(413, str(err), problem_field, "context_length_exceeded") from None
         return Plan(
             model=request.model,
             problem=problem,
