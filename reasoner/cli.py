@@ -605,35 +605,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval_prm)
 
     p = sub.add_parser(
-        "replay",
-        help="re-score a bench run's saved trees with other PRMs / aggregations (no generation)",
-        description="Re-score the saved trees of a bench run (made with --save-trees, or "
-        "--subsample) with other PRMs and re-select with other aggregations; no policy is "
-        "loaded. Writes results.jsonl, summary.md/json and accuracy.png like bench; the source "
-        "run is only read. Best-of-N-family rows are exact replays; a tree search's rows re-pick "
-        "within its saved tree (its search decisions are not replayed).",
-    )
-    p.add_argument("run_dir", help="a bench run's output directory")
-    p.add_argument("--prms", type=_csv(), help="PRM specs to re-score with (default: the run's)")
-    p.add_argument("--aggregations", type=_csv(), help="min,last,prod,mean (default: the run's)")
-    p.add_argument("--out", help="output directory (default RUN_DIR-replay)")
-    p.add_argument("--save-trees", action="store_true", help="store the re-scored trees")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_replay)
-
-    p = sub.add_parser(
-        "view",
-        help="write a step tree (a tree/Solution JSON or a bench run) as one HTML file",
-        description="Draw a step tree as one self-contained HTML file (no network): a "
-        "StepTree or Solution JSON file (`solve --json --tree`), a results.jsonl, or a bench "
-        "run directory made with --save-trees (a picker lists its problems).",
-    )
-    p.add_argument("source", help="a tree / Solution JSON, a results.jsonl or a run directory")
-    p.add_argument("--problem", help="only this problem id (of a run)")
-    p.add_argument("--out", metavar="FILE.html", help="default: SOURCE's view.html / FILE.html")
-    p.set_defaults(func=cmd_view)
-
-    p = sub.add_parser(
         "serve",
         help="an OpenAI-compatible endpoint (needs the serve extra)",
         description="Serve POST /v1/chat/completions and /v1/completions (the last user message "
