@@ -213,6 +213,23 @@ def test_a_result_does_not_depend_on_what_else_is_in_flight(server, client, prob
     assert len({json.dumps(_texts(r.model_extra["reasoner"]["tree"])) for r in together[:3]}) == 3
 
 
+def test_a_request_joins_a_search_already_running_at_the_next_tick(server, client, embedded):
+    body = _chat(MIA, budget=64, stream=True, seed=3)
+    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body, timeout=120) as long:
+        lines = long.iter_lines()
+        while "progress" not in next(lines):  # the long search has run a tick
+            pass
+        # best-of-4 takes two ticks (sample, score); the beam search takes one per step and score
+        short = client.chat.completions.create(**_request(MIA, 5, strategy="best_of_n", budget=4))
+        assert server.health()["in_flight"] == 1  # answered while the long one still runs
+        events = [json.loads(x[6:]) for x in lines if x.startswith("data: {")]
+    info = short.model_extra["reasoner"]
+    assert info["max_in_flight"] == 2 and info["queued_seconds"] < 60
+    assert info["ticks"] == 2 and info["steps"] == _solve(embedded, MIA, 5, "best_of_n", 4).steps
+    final = [e for e in events if e["choices"] and e["choices"][0]["finish_reason"]]
+    assert final and final[-1]["reasoner"]["ticks"] > info["ticks"]
+
+
 def test_completions_endpoint_n_max_tokens_and_search_options(client, embedded):
     text = client.completions.create(model="best_of_n", prompt=MIA, seed=2, n=3)
     expected = _solve(embedded, MIA, 2, "best_of_n")
