@@ -23,7 +23,7 @@ from reasoner.search import Strategy
 from reasoner.types import Problem, ReasonerError, Solution
 
 
-@dataclass
+@dataclass(eq=False)  # a job is itself: compared (and found in the live list) by identity
 class Job:
     """One search request and, once the engine is done with it, its outcome."""
 
@@ -122,8 +122,16 @@ class Engine:
         except BaseException:  # a bug in the engine itself: fail what is live, refuse the rest
             self.crashed = traceback.format_exc()
             print(f"reasoner serve: the engine stopped:\n{self.crashed}", file=sys.stderr)
+            message = "the search engine stopped (a bug; see the server log)"
             for j in live:
-                self._fail(j, "the search engine stopped (a bug; see the server log)", bug=True)
+                self._fail(j, message, bug=True)
+            while True:  # requests queued meanwhile are answered too (later ones get 503)
+                try:
+                    kind, job = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if kind == "start":
+                    self._fail(job, message, bug=True)
 
     def _drain(self, block: bool) -> list[tuple[str, Job | None]]:
         items = [self._inbox.get()] if block else []
