@@ -399,15 +399,22 @@ def test_too_many_in_flight_is_429_and_a_client_that_leaves_cancels_its_search(s
         (["--strategy", "nope"], "nope"),
         (["--option", "wdth=2"], "unknown option"),
         (["--strategy", "beam", "--prm", "none"], "needs a PRM"),
+        (["--port", "99999"], "--port must be in 0..65535"),
+        (["--port", "TAKEN"], "Address already in use"),
     ],
 )
 def test_serve_refuses_bad_flags_before_loading_models(flags, message):
-    done = subprocess.run(
-        [sys.executable, "-m", "reasoner.cli", "serve", "--port", "1", *flags],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    flags = [str(taken.getsockname()[1]) if f == "TAKEN" else f for f in flags]
+    with taken:
+        done = subprocess.run(
+            [sys.executable, "-m", "reasoner.cli", "serve", "--port", "1", *flags],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert done.returncode == 2 and done.stderr.startswith("reasoner: error: ")
     assert message in done.stderr and "Traceback" not in done.stderr

@@ -6,6 +6,7 @@ A model that fails to load stops the server and is reported as the command's err
 
 from __future__ import annotations
 
+import socket
 import sys
 
 from reasoner.serve.config import ServeConfig
@@ -24,9 +25,27 @@ def require_serve_extra() -> None:
         ) from None
 
 
+def check_address(host: str, port: int) -> None:
+    """One clear error for a port out of range, or an address this process cannot listen on."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ReasonerError(f"serve: --port must be in 0..65535, got {port!r}")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as err:
+        raise ReasonerError(f"serve: --host {host!r} does not resolve: {err}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as err:
+            raise ReasonerError(f"serve: cannot listen on {host}:{port}: {err}") from None
+
+
 def run_server(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Serve until interrupted; the models load in the background (requests get 503 meanwhile)."""
     require_serve_extra()
+    check_address(host, port)
     import uvicorn
 
     from reasoner.serve.app import create_app
