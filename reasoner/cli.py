@@ -229,11 +229,14 @@ def cmd_label(args: argparse.Namespace) -> int:
 
 def cmd_train_prm(args: argparse.Namespace) -> int:
     """Train a PRM of the config's kind (evidence or lm); optionally install it."""
+    from reasoner.training.distributed import world_from_env
     from reasoner.training.install import install_embedded
     from reasoner.training.prm_trainer import PRMTrainConfig, train_prm
 
     cfg = load_with_flags(PRMTrainConfig, args.config, flag_overrides(args, TRAIN_PRM_FLAGS))
     final = train_prm(cfg, progress=not args.quiet)
+    if not world_from_env().is_main:  # under torchrun: rank 0 reports and installs
+        return 0
     print(f"PRM checkpoint: {final}")
     if args.install:
         # the evidence PRM is prm="embedded"; an LM PRM is prm="embedded-lm"
@@ -399,6 +402,7 @@ BENCH_FLAGS = {
 TRAIN_POLICY_FLAGS = {"out": "out_dir", "steps": "steps", "seed": "seed", "threads": "threads"}
 LABEL_FLAGS = {k: k for k in ("out", "problems", "samples", "rollouts", "policy", "seed")}
 LABEL_FLAGS["step_format"] = "step_format"
+LABEL_FLAGS["backend"] = "backend"
 RAFT_FLAGS = {
     **{k: k for k in ("policy", "selector", "prm", "threshold", "rounds", "k", "prompts")},
     **{k: k for k in ("seed", "name", "threads", "cache_dir")},
@@ -525,6 +529,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--problems", type=int)
     p.add_argument("--samples", type=int, help="K solutions per problem")
     p.add_argument("--rollouts", type=int, help="N completions per step prefix")
+    p.add_argument(
+        "--backend",
+        choices=["hf", "vllm"],
+        help="the policy's backend (vllm: each prefix's rollouts one n-request, prefix caching on)",
+    )
     p.add_argument("--step-format", help=STEP_FORMAT_HELP)
     p.add_argument("--seed", type=int)
     p.add_argument("--quiet", action="store_true")

@@ -2,7 +2,8 @@
 
 Same contract as HFPolicy (reasoner.models.hf_policy), only the sampler differs:
 - prompts are the tree's token ids (vllm TokensPrompt), never re-tokenized text;
-- each request samples its k continuations as one vLLM request with n=k; stream sample i
+- each request samples its k continuations as one vLLM request with n=k (greedy, temperature 0:
+  k requests of n=1, which vLLM requires; they are equal, as HFPolicy's are); stream sample i
   (first_sample + j) is seeded (request seed key + i), so sample i is the same whatever k is and
   however the request is cut into parts (vLLM seeds child j of an n-request with seed + j), and a
   request's samples do not depend on what else shares the batch;
@@ -41,6 +42,7 @@ from reasoner.step_format import StepFormat
 from reasoner.types import ReasonerError
 
 _MASK31 = 0x7FFFFFFF
+GREEDY_BELOW = 1e-5  # vLLM samples greedily below this temperature (its _SAMPLING_EPS)
 
 
 def _mix(seed: int, index: int) -> int:
@@ -147,19 +149,29 @@ class VLLMPolicy(StepRulesPolicy):
         check_requests(requests, self.max_context)
         rows = start_rows(requests, self.step_format, self.max_context, _Row)
         firsts = [row for row in rows if row.sample == row.request.first_sample]
-        prompts = [self._TokensPrompt(prompt_token_ids=list(r.prefix_ids)) for r in requests]
-        # child j of an n-request is seeded seed + j: stream sample first_sample + j gets the seed
-        # it gets in a whole request
-        params = [
-            self._params(row, row.request.k, _mix(row.request.seed, 0) + row.sample)
-            for row in firsts
-        ]
+        prompts, params, owners = [], [], []
+        for i, (r, row) in enumerate(zip(requests, firsts)):
+            # child j of an n-request is seeded seed + j: stream sample first_sample + j gets the
+            # seed it gets in a whole request
+            seed = _mix(r.seed, 0) + row.sample
+            # vLLM refuses n > 1 when greedy: k greedy samples are k requests of n = 1 (the
+            # prompt's KV blocks are shared through the prefix cache)
+            split = r.k > 1 and r.temperature < GREEDY_BELOW
+            for j in range(r.k if split else 1):
+                prompts.append(self._TokensPrompt(prompt_token_ids=list(r.prefix_ids)))
+                params.append(self._params(row, 1 if split else r.k, seed + j))
+                owners.append(i)
         outputs = self._run(prompts, params)
+        firsts_out: list[Any] = [None] * len(requests)
+        samples: list[list[Any]] = [[] for _ in requests]
+        for i, out in zip(owners, outputs):
+            if firsts_out[i] is None:  # the prefill of sample 0 is metered from its output
+                firsts_out[i] = out
+            samples[i].extend(sorted(out.outputs, key=lambda c: c.index))
         pending: list = []
         at = 0
-        for r, out in zip(requests, outputs):
+        for r, out, by_index in zip(requests, firsts_out, samples):
             computed = len(r.prefix_ids) - int(out.num_cached_tokens or 0)
-            by_index = sorted(out.outputs, key=lambda c: c.index)
             if len(by_index) != r.k:
                 raise ReasonerError(f"vLLM returned {len(by_index)} samples, {r.k} were asked")
             for j, sample in enumerate(by_index):

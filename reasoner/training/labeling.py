@@ -8,11 +8,12 @@ batched call. Results are appended per problem, fsynced: a rerun skips finished 
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,15 @@ from reasoner.config_io import Config, check_min
 from reasoner.datasets import load_dataset
 from reasoner.grading import extract_answer, grade
 from reasoner.jsonl import repair_tail
-from reasoner.models.base import GenRequest
+from reasoner.models.base import BACKENDS, GenRequest
+from reasoner.models.hf_policy import HFPolicy
+from reasoner.models.vllm_policy import VLLMPolicy
 from reasoner.synthetic import first_error
 from reasoner.training.records import LabeledSolution, append_records, iter_records
 from reasoner.types import Problem, ReasonerError
+
+POLICY_CLASSES = {"hf": HFPolicy, "vllm": VLLMPolicy}  # per backend: what policy_options build
+_SET_BY_CFG = {"model", "step_format"}  # policy keywords LabelConfig sets itself
 
 
 @dataclass
@@ -48,6 +54,12 @@ class LabelConfig(Config):
     # the policy's step format (a preset such as "chat", a .toml/.json path); None: the
     # checkpoint's own step_format.json
     step_format: str | None = None
+    # the policy's backend: "hf" (transformers) or "vllm" (each prefix's rollouts one n-request
+    # on its token ids, prefix caching on, a chunk's prefixes in one generate call)
+    backend: str = "hf"
+    # keywords of the backend's policy (HFPolicy / VLLMPolicy): threads, dtype,
+    # gpu_memory_utilization, max_model_len, tensor_parallel_size, ...
+    policy_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         """At least one problem, sample, rollout and problem per chunk; a finite temperature."""
@@ -55,6 +67,27 @@ class LabelConfig(Config):
             check_min(self, key, 1)
         check_min(self, "offset", 0)
         check_min(self, "temperature", 0.0)
+        if self.backend not in BACKENDS:
+            raise ReasonerError(
+                f"label: backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}"
+            )
+        valid = sorted(
+            set(inspect.signature(POLICY_CLASSES[self.backend]).parameters) - _SET_BY_CFG
+        )
+        unknown = sorted(set(self.policy_options) - set(valid))
+        if unknown:
+            raise ReasonerError(
+                f"label: policy_options {unknown} are not options of the {self.backend} policy; "
+                f"valid: {', '.join(valid)}"
+            )
+
+
+def load_label_policy(cfg: LabelConfig) -> Any:
+    """The policy `cfg` labels with: cfg.policy on cfg.backend, in cfg.step_format, built with
+    cfg.policy_options (what every executor's worker loads)."""
+    return load_policy(
+        cfg.policy, backend=cfg.backend, step_format=cfg.step_format, **cfg.policy_options
+    )
 
 
 def _seed(*parts: object) -> int:
@@ -187,7 +220,7 @@ def run_labeling(
     `resume_point`), so a run killed at any point and rerun writes the uninterrupted run's file."""
     cfg.check()
     if policy is None:
-        policy = load_policy(cfg.policy, step_format=cfg.step_format)
+        policy = load_label_policy(cfg)
     if problems is None:
         problems = load_dataset(cfg.suite, cfg.split, data_dir=cfg.data_dir)
     problems = problems[cfg.offset : cfg.offset + cfg.problems]
