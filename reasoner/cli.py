@@ -19,6 +19,7 @@ from typing import Any, NoReturn, TypeVar
 
 from reasoner.config_io import SET_NONE, Config
 from reasoner.plugins import import_sibling
+from reasoner.scaleout.spec import add_executor_args
 from reasoner.types import Problem, ReasonerError
 
 C = TypeVar("C", bound=Config)
@@ -171,7 +172,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
     overrides = flag_overrides(args, BENCH_FLAGS, args.set)
     cfg = load_config(args.config or args.suite, overrides)
-    data = run_bench(cfg, argv=["reasoner", *sys.argv[1:]], progress=not args.quiet)
+    with executor_of(args) as executor:
+        data = run_bench(
+            cfg, argv=["reasoner", *sys.argv[1:]], progress=not args.quiet, executor=executor
+        )
     out = Path(cfg.out_dir)
     print(f"\n{cfg.name}: {cfg.dataset} {cfg.split}, {data['meta']['problems']['used']} problems")
     print(terminal_table(data["cells"]))
@@ -222,7 +226,8 @@ def cmd_label(args: argparse.Namespace) -> int:
     from reasoner.training.labeling import LabelConfig, run_labeling
 
     cfg = load_with_flags(LabelConfig, args.config, flag_overrides(args, LABEL_FLAGS))
-    out = run_labeling(cfg, progress=not args.quiet)
+    with executor_of(args) as executor:
+        out = run_labeling(cfg, progress=not args.quiet, executor=executor)
     print(f"labeled rollouts: {out}")
     return 0
 
@@ -273,6 +278,7 @@ def cmd_eval_prm(args: argparse.Namespace) -> int:
     """ProcessBench-style step F1 of a PRM, on arith samples or ProcessBench."""
     from reasoner.api import load_policy, load_prm
     from reasoner.prm_eval import (
+        EvalJob,
         arith_cases,
         equation_checker_metrics,
         evaluate_prm,
@@ -281,25 +287,32 @@ def cmd_eval_prm(args: argparse.Namespace) -> int:
     from reasoner.synthetic import load_split
 
     check_eval_args(args)
-    prm = load_prm(args.prm)
-    report: dict = {"prm": args.prm, "threshold": args.threshold}
-    if args.suite == "arith":
-        problems = load_split("test")[: args.limit or 100]
-        cases = arith_cases(
-            load_policy(args.policy),
-            problems,
-            samples=args.samples,
-            seed=args.seed,
-            cache=args.cases,
-        )
-        report["arith"] = evaluate_prm(prm, cases, args.threshold)
-        report["arith_equation_checker"] = equation_checker_metrics(cases)
-    else:
-        subsets = args.subsets or ["gsm8k", "math", "olympiadbench", "omnimath"]
-        for subset in subsets:
-            report[f"processbench/{subset}"] = evaluate_prm(
-                prm, processbench_cases(subset, args.data_dir, args.limit), args.threshold
+    with executor_of(args) as executor:
+        # on Ray every worker loads the models named here; locally they load in this process
+        sharded = executor if executor.kind != "local" else None
+        job = EvalJob(args.policy, args.prm, args.samples, args.seed) if sharded else None
+        prm = load_prm(args.prm) if sharded is None else args.prm
+        report: dict = {"prm": args.prm, "threshold": args.threshold}
+        if args.suite == "arith":
+            problems = load_split("test")[: args.limit or 100]
+            cases = arith_cases(
+                load_policy(args.policy) if sharded is None else args.policy,
+                problems,
+                samples=args.samples,
+                seed=args.seed,
+                cache=args.cases,
+                executor=sharded,
+                job=job,
             )
+            report["arith"] = evaluate_prm(prm, cases, args.threshold, sharded, job)
+            report["arith_equation_checker"] = equation_checker_metrics(cases)
+        else:
+            subsets = args.subsets or ["gsm8k", "math", "olympiadbench", "omnimath"]
+            for subset in subsets:
+                cases = processbench_cases(subset, args.data_dir, args.limit)
+                report[f"processbench/{subset}"] = evaluate_prm(
+                    prm, cases, args.threshold, sharded, job
+                )
     text = json.dumps(report, indent=2)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -316,6 +329,13 @@ def check_eval_args(args: argparse.Namespace) -> None:
         raise ReasonerError(f"eval-prm: --limit must be >= 1, got {args.limit}")
     if not (math.isfinite(args.threshold) and 0.0 <= args.threshold <= 1.0):
         raise ReasonerError(f"eval-prm: --threshold must be in [0, 1], got {args.threshold}")
+
+
+def executor_of(args: argparse.Namespace) -> Any:
+    """The executor the --executor flags name (checked before any model loads)."""
+    from reasoner.scaleout import make_executor, spec_from_args
+
+    return make_executor(spec_from_args(args))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -505,6 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="override any suite key (VALUE parsed as JSON when possible); repeatable",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_executor_args(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("train-policy", help="train the tiny arith policy from scratch")
@@ -537,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step-format", help=STEP_FORMAT_HELP)
     p.add_argument("--seed", type=int)
     p.add_argument("--quiet", action="store_true")
+    add_executor_args(p)
     p.set_defaults(func=cmd_label)
 
     p = sub.add_parser("train-prm", help="train a PRM on labeled rollouts (er/soft/hard/orm/exact)")
@@ -611,6 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data-dir")
     p.add_argument("--out", help="write the JSON report here")
+    add_executor_args(p)
     p.set_defaults(func=cmd_eval_prm)
 
     p = sub.add_parser(

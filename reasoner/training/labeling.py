@@ -8,11 +8,13 @@ batched call. Results are appended per problem, fsynced: a rerun skips finished 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import os
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from reasoner.jsonl import repair_tail
 from reasoner.models.base import BACKENDS, GenRequest
 from reasoner.models.hf_policy import HFPolicy
 from reasoner.models.vllm_policy import VLLMPolicy
+from reasoner.scaleout import Executor, LocalExecutor, shard
 from reasoner.synthetic import first_error
 from reasoner.training.records import LabeledSolution, append_records, iter_records
 from reasoner.types import Problem, ReasonerError
@@ -210,17 +213,42 @@ def label_chunk(
     }
 
 
+@dataclass
+class LabelJob:
+    """The labeling shards' job: each worker loads cfg's policy once (or uses `policy`, local
+    only) and labels a chunk of problems with `label_chunk`."""
+
+    cfg: LabelConfig
+    exact: bool  # grade first errors with the arith checker
+    policy: Any = None
+
+    def make_worker(self) -> Callable[[list[Problem]], Any]:
+        policy = self.policy if self.policy is not None else load_label_policy(self.cfg)
+        checker = first_error if self.exact else None
+        return functools.partial(label_chunk, policy, cfg=self.cfg, exact_checker=checker)
+
+
 def run_labeling(
     cfg: LabelConfig,
     policy: Any = None,
     problems: list[Problem] | None = None,
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> Path:
     """Label cfg.problems problems (resuming: problems whole in cfg.out are skipped, see
-    `resume_point`), so a run killed at any point and rerun writes the uninterrupted run's file."""
+    `resume_point`), so a run killed at any point and rerun writes the uninterrupted run's file.
+
+    Chunks are shards of `executor` (default: this process); on Ray each worker loads the policy
+    itself and the records come back in chunk order, so the file is the local run's byte for byte.
+    """
     cfg.check()
-    if policy is None:
+    executor = executor or LocalExecutor()
+    if executor.kind == "local" and policy is None:
         policy = load_label_policy(cfg)
+    elif executor.kind != "local" and policy is not None:
+        raise ReasonerError(
+            "a loaded policy cannot be sent to Ray workers; give cfg.policy (each worker loads it)"
+        )
     if problems is None:
         problems = load_dataset(cfg.suite, cfg.split, data_dir=cfg.data_dir)
     problems = problems[cfg.offset : cfg.offset + cfg.problems]
@@ -229,6 +257,8 @@ def run_labeling(
     checker = None
     if cfg.suite == "arith" and all("steps" in p.metadata for p in problems):
         checker = first_error
+    job = LabelJob(cfg, checker is not None, policy)
+    executor.start(job)  # a worker that cannot load its policy fails before cfg.out is touched
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     (out.parent / (out.stem + ".config.json")).write_text(json.dumps(cfg.to_dict(), indent=2))
@@ -242,12 +272,13 @@ def run_labeling(
         desc="label",
         unit="problem",
     )
-    for start in range(0, len(todo), cfg.chunk):
-        chunk = todo[start : start + cfg.chunk]
-        records, stats = label_chunk(policy, chunk, cfg, checker)
+    chunks = shard(todo, cfg.chunk)
+    for chunk, ((records, stats), ran) in zip(chunks, executor.map(job, chunks)):
         append_records(out, records)  # all K solutions of these problems, fsynced
+        where = {"executor": executor.kind, "worker": ran.worker, "pid": ran.pid}
         with open(stats_path, "a") as fh:
-            fh.write(json.dumps({**stats, "problems": len(chunk)}) + "\n")
+            line = {**stats, "problems": len(chunk), **where, "overhead": ran.overhead}
+            fh.write(json.dumps(line) + "\n")
         bar.update(len(chunk))
         bar.set_postfix(tok_s=f"{stats['new_tokens'] / max(stats['seconds'], 1e-9):.0f}")
     bar.close()
