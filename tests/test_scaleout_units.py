@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from reasoner.cli import build_parser, main
@@ -53,6 +55,22 @@ def test_an_unreachable_address_is_named_at_once():
         check_reachable("127.0.0.1:1")
     with pytest.raises(ReasonerError, match="is not auto or HOST:PORT"):
         check_reachable("nowhere")
+
+
+def test_label_with_an_unreachable_address_is_one_error_and_writes_nothing(tmp_path, capsys):
+    import ray
+
+    assert not ray.is_initialized()  # else the executor would join that cluster instead
+    out = tmp_path / "labels" / "r.jsonl"
+    args = ["label", "--out", str(out), "--problems", "1", "--executor", "ray"]
+    t0 = time.perf_counter()
+    assert main([*args, "--ray-address", "127.0.0.1:1"]) == 2
+    assert time.perf_counter() - t0 < 30  # not ray.init's minutes of retries
+    err = capsys.readouterr().err
+    assert (
+        err.count("\n") == 1 and "cannot reach the Ray cluster at --ray-address 127.0.0.1:1" in err
+    )
+    assert not (tmp_path / "labels").exists()
 
 
 def test_more_gpus_or_cpus_than_the_cluster_has_are_refused():

@@ -62,8 +62,10 @@ class Cluster:
         address = self.spec.address
         if address is not None and address != "auto" and not address.startswith("ray://"):
             check_reachable(address)
-        try:
-            self.ray.init(address=address, include_dashboard=False, logging_level="warning")
+        try:  # no address: a new single-machine cluster, stopped in `close`
+            self.ray.init(
+                address=address or "local", include_dashboard=False, logging_level="warning"
+            )
         except ConnectionError as err:
             hint = (
                 "no Ray cluster runs on this machine: start one with `ray start --head`, or "
