@@ -180,3 +180,30 @@ def test_only_train_gold_reaches_the_oracle(tmp_path, monkeypatch):
     assert row["selected"] > 0 and row["selected_correct_rate"] == 1.0
     assert summary["rows"][0]["majority2_accuracy"] is not None
     assert row["majority2_accuracy"] is None and row["greedy_accuracy"] is not None
+    # asking for majority@N at a finished round later adds it to the row, sampling nothing again
+    sampled: list[str] = []
+    real_solve = raft.Reasoner.solve_batch
+
+    def spy_solve(self, problems):
+        sampled.extend(p.id for p in problems if p.id.startswith("arith-train-"))
+        return real_solve(self, problems)
+
+    monkeypatch.setattr(raft.Reasoner, "solve_batch", spy_solve)
+    cfg.eval_majority_rounds = [0, 1]
+    again = run_raft(cfg, evaluate_policy, progress=False)["rows"][1]
+    assert sampled == [] and again["majority2_accuracy"] is not None
+    assert again["greedy_accuracy"] == row["greedy_accuracy"]
+    saved = json.loads((tmp_path / "oracle" / "round-1" / "metrics.json").read_text())
+    assert saved["majority2_accuracy"] == again["majority2_accuracy"]
+
+
+def test_install_is_asked_for_and_copies_the_last_rounds_policy(prm_run, tmp_path, monkeypatch):
+    from reasoner.training import install
+
+    slot = tmp_path / "embedded-policy"
+    monkeypatch.setattr(install, "embedded_dir", lambda kind: slot)  # not the package's own
+    args = ["raft", "--out", str(prm_run), "--quiet", "--install", *_tiny_flags(2)]
+    assert main(args) == 0  # every round is done: it only installs
+    final = prm_run / "round-2" / "train" / "final"
+    assert (slot / "model.safetensors").read_bytes() == (final / "model.safetensors").read_bytes()
+    assert policy_digest(slot) == policy_digest(final)

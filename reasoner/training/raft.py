@@ -338,6 +338,21 @@ def run_raft(cfg: RaftConfig, evaluate: Evaluator, progress: bool = True) -> dic
             backend=cfg.backend,
         )
 
+    majority_key = f"majority{cfg.eval_majority_n}_accuracy"
+
+    def complete(metrics: Path, rnd: int, spec: str) -> dict[str, Any]:
+        """A finished round's row, with majority@N added (and saved) when this run asks for it
+        at that round and the row was written without it (its greedy rows are reused)."""
+        row = json.loads(metrics.read_text())
+        wanted = cfg.eval_majority_rounds is None or rnd in cfg.eval_majority_rounds
+        if wanted and row.get(majority_key) is None:
+            t0, c0 = time.time(), time.process_time()
+            row |= evaluation(spec, rnd)
+            row["eval_wall_s"] = row.get("eval_wall_s", 0.0) + time.time() - t0
+            row["eval_cpu_s"] = row.get("eval_cpu_s", 0.0) + time.process_time() - c0
+            _write_json(metrics, row)
+        return row
+
     rows: list[dict[str, Any]] = []
     base = {"selector": cfg.label, "prompts": cfg.prompts, "k": cfg.k}
     metrics0 = out / "round-0" / "metrics.json"
@@ -349,7 +364,7 @@ def run_raft(cfg: RaftConfig, evaluate: Evaluator, progress: bool = True) -> dic
         row0 |= {"training_tokens": 0, "training_steps": 0}
         row0 |= {"eval_wall_s": time.time() - t0, "eval_cpu_s": time.process_time() - c0}
         _write_json(metrics0, row0)
-    rows.append(json.loads(metrics0.read_text()))
+    rows.append(complete(metrics0, 0, cfg.policy))
     policy_dir: Path = start_dir
     policy_spec = cfg.policy
     for rnd in range(1, cfg.rounds + 1):
@@ -357,10 +372,10 @@ def run_raft(cfg: RaftConfig, evaluate: Evaluator, progress: bool = True) -> dic
         metrics = rdir / "metrics.json"
         if metrics.exists():
             row = json.loads(metrics.read_text())
-            rows.append(row)
             if row["training_steps"]:  # else the policy carried over (the run dir may move)
                 policy_dir = rdir / "train" / "final"
                 policy_spec = str(policy_dir)
+            rows.append(complete(metrics, rnd, policy_spec))
             continue
         rdir.mkdir(parents=True, exist_ok=True)
         timing: dict[str, float] = {}

@@ -4,7 +4,9 @@
 # shared heavy lock for at most PIECE seconds and is then interrupted (SIGINT: finished prompts,
 # training steps and evaluation rows are saved); the loop takes the lock again until every
 # (round, selector) is done, so the study interleaves with other jobs and resumes after any kill.
-# Breadth-first: round 1 of every selector, then round 2, then round 3.
+# Breadth-first: round 1 of every selector, then round 2, then round 3 (greedy evaluation after
+# each), then the majority@16 pass: round 3 of each selector again with majority@16 asked for
+# there, which adds it to the finished row (the greedy rows of the evaluation are reused).
 set -u
 export OMP_WAIT_POLICY=PASSIVE
 PIECE=${PIECE:-540}
@@ -12,8 +14,9 @@ OUT=${OUT:-runs/raft-study}
 REASONER=${REASONER:-.venv/bin/reasoner}
 LOCK=${LOCK:-/tmp/reasoner-heavy.lock}
 ROUNDS=${ROUNDS:-1 2 3}
-# the study's size (measured first: README.md, "Sizing"); majority@16 at rounds 0 and 3 only
-COMMON=${COMMON:---prompts 128 --k 8 --set eval_majority_rounds=[0,3]}
+# the study's size (measured first: README.md, "Sizing"); majority@16 at rounds 0 and LAST only
+COMMON=${COMMON:---prompts 128 --k 8}
+LAST=${LAST:-3}
 # name|flags (RaftConfig keys beyond reasoner/configs/raft.toml)
 RUNS=(
   "prm|--selector prm --prm embedded"
@@ -26,11 +29,25 @@ RUNS=(
 
 run_pending() {  # every unfinished (round, selector), in order; 0 when all are done, 3 when
   # some wait for their PRM (not trained yet) or for their previous round
-  local waiting=0
-  for round in $ROUNDS; do
+  local waiting=0 round spec name majority metrics kind
+  for kind in orm hard; do  # the study's own PRMs (README.md, "The PRMs"): ~1 min
+    [ -f "runs/raft-prms/evidence-$kind/final/head.safetensors" ] && continue
+    nice -n 10 "$REASONER" train-prm --config "benchmarks/results/raft/prm_$kind.toml" --quiet \
+      || return $?
+  done
+  for round in $ROUNDS majority; do
+    majority="[0]"
+    if [ "$round" = majority ]; then
+      round=$LAST
+      majority="[0,$LAST]"
+    fi
     for spec in "${RUNS[@]}"; do
       name=${spec%%|*}
-      [ -f "$OUT/$name/round-$round/metrics.json" ] && continue
+      metrics="$OUT/$name/round-$round/metrics.json"
+      if [ -f "$metrics" ]; then
+        [ "$majority" = "[0]" ] && continue
+        grep -q '"majority16_accuracy": null' "$metrics" || continue
+      fi
       prm=$(echo "$spec" | sed -n 's/.*--prm \([^ ]*\).*/\1/p')
       if [ -n "$prm" ] && [ "$prm" != embedded ] && [ ! -d "$prm" ]; then
         echo "$(date -u +%T) $name round $round: waiting for its PRM $prm"
@@ -44,8 +61,8 @@ run_pending() {  # every unfinished (round, selector), in order; 0 when all are 
       echo "$(date -u +%T) $name round $round ($(uptime | sed 's/.*load/load/'))"
       # shellcheck disable=SC2086
       nice -n 10 "$REASONER" raft --config reasoner/configs/raft.toml --name "$name" \
-        ${spec#*|} $COMMON --rounds "$round" --out "$OUT/$name" --cache-dir "$OUT/cache" \
-        --quiet || return $?
+        ${spec#*|} $COMMON --set "eval_majority_rounds=$majority" --rounds "$round" \
+        --out "$OUT/$name" --cache-dir "$OUT/cache" --quiet || return $?
     done
   done
   return $waiting
