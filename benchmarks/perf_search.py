@@ -321,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. batching (the solve_batch run is metered for 4)
     policy, prm = Metered(load_policy(args.policy)), Metered(load_prm(args.prm))
+    fresh("beam", policy.model, prm.model).solve(problems[0])  # warm-up, not metered
     batch_reasoner = fresh("beam", policy, prm)
     batched, t_batch, c_batch = clocked(lambda: batch_reasoner.solve_batch(problems))
     r = fresh("beam")
