@@ -47,9 +47,15 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
+def reasoner_command() -> list[str]:
+    """The installed `reasoner` script (as a user runs it), else `python -m reasoner.cli`."""
+    script = Path(sys.executable).with_name("reasoner")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "reasoner.cli"]
+
+
 def start_server(budget: int, max_concurrent: int) -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    cmd = [sys.executable, "-m", "reasoner.cli", "serve", "--port", str(port)]
+    cmd = [*reasoner_command(), "serve", "--port", str(port)]
     cmd += ["--strategy", "beam", "--budget", str(budget), "--max-concurrent", str(max_concurrent)]
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr)
@@ -134,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     base = baseline(texts, args.budget)
     proc, url = start_server(args.budget, max(levels))
     server = psutil.Process(proc.pid)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     try:
         asyncio.run(_phase(url, texts[:2], 2))  # warm-up: the first calls pay one-off costs
         reference = None
@@ -168,22 +176,32 @@ def main(argv: list[str] | None = None) -> int:
                     ),
                 }
             )
+            write(out, summarize(args, argv, texts, base, rows, load_before, complete=False))
     finally:
         proc.terminate()
         proc.wait(30)
-    load_after = os.getloadavg()
+    result = summarize(args, argv, texts, base, rows, load_before, complete=True)
+    write(out, result)
+    print(report(result))
+    return 0
+
+
+def summarize(args, argv, texts, base, rows, load_before, complete: bool) -> dict[str, Any]:
+    """The result so far (written after every level, so a stopped run keeps what it measured)."""
     seq = rows[0]["throughput"] if rows and rows[0]["clients"] == 1 else None
     for row in rows:
         row["speedup_vs_sequential"] = row["throughput"] / seq if seq else None
         row["speedup_vs_in_process_solve"] = row["throughput"] / (len(texts) / base["wall"])
-    result = {
+    return {
         "command": "python -m benchmarks.perf_serve " + " ".join(argv or sys.argv[1:]),
+        "complete": complete,
         "strategy": "beam",
         "budget": args.budget,
+        "repeats": args.repeats,
         "models": "embedded policy + embedded ER-PRM, HF backend",
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "load_before": load_before,
-        "load_after": load_after,
+        "load_after": os.getloadavg(),
         "in_process_solve": {
             "wall_s": base["wall"],
             "cpu_s": base["cpu"],
@@ -193,12 +211,19 @@ def main(argv: list[str] | None = None) -> int:
         },
         "rows": rows,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "perf_serve.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "perf_serve.md").write_text(report(result))
-    print(report(result))
-    return 0
+
+
+def write(out: Path, result: dict[str, Any]) -> None:
+    for name, text in (
+        ("perf_serve.json", json.dumps(result, indent=2) + "\n"),
+        ("perf_serve.md", report(result)),
+    ):
+        tmp = out / f".{name}.tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out / name)
 
 
 def report(result: dict[str, Any]) -> str:
@@ -206,6 +231,7 @@ def report(result: dict[str, Any]) -> str:
     lines = [
         f"# reasoner serve under load (embedded models, beam N={result['budget']}, loopback)",
         "",
+        *([] if result["complete"] else ["**Partial: the run stopped before every level.**", ""]),
         f"Command: `{result['command']}`; {result['machine']}; load average before "
         f"{', '.join(f'{x:.2f}' for x in result['load_before'])}, after "
         f"{', '.join(f'{x:.2f}' for x in result['load_after'])}.",

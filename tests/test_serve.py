@@ -37,6 +37,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _reasoner_command() -> list[str]:
+    """The installed `reasoner` script, as a user runs it (else `python -m reasoner.cli`)."""
+    script = Path(sys.executable).with_name("reasoner")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "reasoner.cli"]
+
+
 class Server:
     """A `reasoner serve` subprocess and what it answered while its models loaded."""
 
@@ -46,7 +52,7 @@ class Server:
         args = ["serve", "--port", str(self.port), "--max-concurrent", str(MAX_CONCURRENT)]
         env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "reasoner.cli", *args],
+            [*_reasoner_command(), *args],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
