@@ -15,7 +15,7 @@ REASONER=${REASONER:-.venv/bin/reasoner}
 LOCK=${LOCK:-/tmp/reasoner-heavy.lock}
 ROUNDS=${ROUNDS:-1 2 3}
 # the study's size (measured first: README.md, "Sizing"); majority@16 at rounds 0 and LAST only
-COMMON=${COMMON:---prompts 128 --k 8}
+COMMON=${COMMON:---prompts 64 --k 8 --set epochs=4}
 LAST=${LAST:-3}
 # name|flags (RaftConfig keys beyond reasoner/configs/raft.toml)
 RUNS=(
