@@ -6,6 +6,7 @@ Skipped, saying why, only where no chromium is installed (.ci/run installs Debia
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import shutil
@@ -225,3 +226,19 @@ def test_solve_view_writes_the_page(tiny_ckpt, tmp_path, capsys):
     assert f"view: {page}" in capsys.readouterr().err
     text = page.read_text()
     assert not URL.search(text) and text.count('id="data"') == 1
+
+
+def test_a_solution_json_and_a_bare_tree_json_load(beam_solution, tmp_path, capsys):
+    from reasoner.cli import main
+
+    sol_file = tmp_path / "sol.json"
+    sol_file.write_text(beam_solution.to_json(include_tree=True))  # what solve --json --tree prints
+    [entry] = load_entries(sol_file)
+    assert len(entry["nodes"]) == len(beam_solution.tree) and entry["chosen"]
+    assert [entry["nodes"][i][1] for i in entry["chosen"]] == beam_solution.steps
+    tree_file = tmp_path / "tree.json"
+    tree_file.write_text(json.dumps(beam_solution.tree.to_dict()))
+    [bare] = load_entries(tree_file)
+    assert bare["chosen"] == [] and bare["nodes"] == entry["nodes"]
+    assert main(["view", str(sol_file)]) == 0
+    assert (tmp_path / "sol.html").is_file() and "view: " in capsys.readouterr().out
