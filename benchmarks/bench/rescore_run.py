@@ -94,6 +94,7 @@ class Replayer:
         self.prms: dict[str, ProcessRewardModel] = {}
         self._cache: dict[tuple[str, str, str], tuple[dict[str, Any], int, float]] = {}
         self.policy_tokens = 0  # the replay has no policy: nothing can add to this
+        self._cells = source.cells()  # the source's grid (which sampling run a cell reads)
 
     # -- what must hold before any row is written ----------------------------------------------
     def check(self) -> None:
@@ -132,7 +133,7 @@ class Replayer:
                     self.prms[job.target.prm] = load_replay_prm(job.target.prm, self.cfg)
 
     def _sample(self, pid: str, cell: Cell, row: ResultRow) -> SampleRow | None:
-        src = source_of(self.cfg, cell, self.source.cells())
+        src = source_of(self.cfg, cell, self._cells)
         return self.source.samples.get((pid, src, row.subsampled_from or 0))
 
     # -- one row -------------------------------------------------------------------------------
