@@ -18,14 +18,19 @@
 
 Usage: python -m benchmarks.perf_search [--problems 32] [--prm embedded] [--out DIR | FILE.json]
 A directory gets perf_search.json and perf_search.md; FILE.json gets the JSON and FILE.md beside.
+`--profile FILE.md` instead profiles (cProfile) one beam solve_batch and one solve per problem and
+writes where their time goes: the functions with the most self time, the share of the run spent
+outside the models' calls.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import platform
+import pstats
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,6 +226,80 @@ def batching_ceiling(policy, prm, problems, n: int) -> dict:
     }
 
 
+# where a profiled function's self time is counted: the search layer (what the controller,
+# tree and strategies add), the backends' own Python and tensor bookkeeping, the model itself
+SEARCH = ("reasoner/controller", "reasoner/tree", "reasoner/search", "strategies/")
+SEARCH += ("reasoner/models/chunking", "reasoner/aggregation", "reasoner/grading", "reasoner/api")
+PROFILE_GROUPS = [
+    ("search: controller, tree, strategies, chunking, grading", SEARCH),
+    (
+        "backends: reasoner/models (KV reuse, sampling, step rules, PRM features), rest",
+        ("reasoner/",),
+    ),
+    ("model: transformers and torch", ("transformers/", "torch/", "~:0")),
+]
+
+
+def profile_table(profile: cProfile.Profile, wall: float, top: int = 18) -> list[str]:
+    """The functions with the most self time (project code and torch's kernels) as a table."""
+    stats = pstats.Stats(profile)
+    rows = []
+    for (file, line, fn), (_, calls, self_time, cum_time, _) in stats.stats.items():  # type: ignore[attr-defined]
+        where = file.split("/work/main/")[-1].split("site-packages/")[-1]
+        rows.append((self_time, cum_time, calls, f"{where}:{line}({fn})"))
+    groups: dict[str, float] = {}
+    for self_time, _, _, name in rows:
+        group = next((g for g, prefixes in PROFILE_GROUPS if name.startswith(prefixes)), "other")
+        groups[group] = groups.get(group, 0.0) + self_time
+    lines = ["| self time in | s | share of wall |", "|---|---:|---:|"]
+    lines += [f"| {g} | {t:.2f} | {100 * t / wall:.1f} % |" for g, t in groups.items()]
+    lines += ["", "| function | calls | self s | share of wall | cumulative s |"]
+    lines += ["|---|---:|---:|---:|---:|"]
+    for self_time, cum_time, calls, name in sorted(rows, reverse=True)[:top]:
+        lines.append(
+            f"| `{name}` | {calls} | {self_time:.2f} | {100 * self_time / wall:.1f} % | {cum_time:.2f} |"
+        )
+    return lines
+
+
+def profile_search(args: argparse.Namespace, problems: list, path: Path) -> None:
+    """cProfile one beam solve_batch and one solve per problem (fresh models each); write the
+    self-time tables and the time outside model calls to `path` (Markdown)."""
+    lines = [
+        "# Where a search's time goes (cProfile)",
+        "",
+        f"Command: `python -m benchmarks.perf_search --problems {args.problems} --budget "
+        f"{args.budget} --policy {args.policy} --prm {args.prm} --profile {path}`; load before: "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "",
+        "Wall times include cProfile's own overhead (Python-heavy code is slowed most).",
+    ]
+    for mode in ("solve_batch", "solve"):
+        policy, prm = Metered(load_policy(args.policy)), Metered(load_prm(args.prm))
+        reasoner = Reasoner(strategy="beam", budget=args.budget, policy=policy, prm=prm, seed=0)
+        run = (
+            (lambda r=reasoner: r.solve_batch(problems))
+            if mode == "solve_batch"
+            else (lambda r=reasoner: [r.solve(p) for p in problems])
+        )
+        profile = cProfile.Profile()
+        t0 = time.perf_counter()
+        profile.runcall(run)
+        wall = time.perf_counter() - t0
+        model = sum(c["seconds"] for c in policy.calls + prm.calls)
+        lines += [
+            "",
+            f"## beam N={args.budget}, {len(problems)} problems, {mode}: {wall:.1f} s wall, "
+            f"{model:.1f} s in model calls, {wall - model:.2f} s outside them "
+            f"({100 * (wall - model) / wall:.1f} %)",
+            "",
+            *profile_table(profile, wall),
+        ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def clocked(fn):
     """fn()'s result, wall seconds and CPU seconds (this process, all threads)."""
     t0, c0 = time.perf_counter(), time.process_time()
@@ -295,11 +374,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3, help="raw calls per shape (median)")
     ap.add_argument("--out", default="benchmarks/results", help="a directory or a FILE.json")
+    ap.add_argument("--profile", metavar="FILE.md", help="only profile the search, write FILE.md")
     args = ap.parse_args(argv)
     if args.problems < 1 or args.budget < 4 or args.repeats < 1:
         ap.error("--problems and --repeats must be >= 1 and --budget >= 4 (beam width 4)")
     torch.set_num_threads(args.threads)
     problems = load_split("test")[: args.problems]
+    if args.profile:
+        profile_search(args, problems, Path(args.profile))
+        return 0
     report: dict = {
         "problems": len(problems),
         "budget": args.budget,
