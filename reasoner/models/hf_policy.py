@@ -7,6 +7,9 @@ reasoner.models.step_rules); finished rows are dropped from the batch.
 Sampling noise is counter-based (reasoner.models.sampling): a pure function of (request seed,
 sample index, token index), so a row's sample does not depend on what else shares the batch, and
 the whole batch is sampled in one vectorized call per decoding step.
+A finished step's KV is kept for the children the tree will expand from it: kv_cache="radix" (the
+default, reasoner.models.radix_cache: each node holds only its own tokens) or "flat" (each entry
+its whole chain; the same samples, more memory), bounded by prefix_cache_mb.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ The adapter is data, not a class per model: the step format's PRMFormat says how
 built (reasoner.models.prm_input) and what is read at each step's readout position: two label
 tokens of the LM head (score = sigmoid(z[+] - z[-]), the two-way softmax's p(+)), a
 token-classification head (softmax, p(positive class)) or a value head (sigmoid). The model is
-loaded strictly by reasoner.models.heads.
+loaded strictly by reasoner.models.heads. Scored chains' KV and step scores are kept for their
+children (reasoner.models.prefix_plan; kv_cache="radix" by default, or "flat").
 """
 
 from __future__ import annotations
