@@ -22,6 +22,8 @@ error and the script exits 1; a section the time budget (`--time-budget`) leaves
 recorded as skipped with the reason.
 
 Usage: python -m benchmarks.gpu_check [--device cuda] [--quick] [--out benchmarks/results/gpu_check.json]
+On a lent machine: `bash benchmarks/gpu_check.sh` (its dependencies without a package index).
+Status: written and smoke-tested on CPU; not yet run on a GPU (none was lent to its session).
 """
 
 from __future__ import annotations
