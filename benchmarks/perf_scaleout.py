@@ -116,7 +116,9 @@ def label_runs(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "problems_per_s": args.problems / times["wall_s"],
             "shards": len(log),
             "shard_seconds_median": statistics.median(s["seconds"] for s in log),
-            "overhead_per_shard_median_s": statistics.median(s["overhead"] for s in log),
+            # submission to result minus the shard's compute: queueing behind the actor's
+            # previous shard (two are in flight) plus transfer; not Ray's own cost (see overhead)
+            "wait_per_shard_median_s": statistics.median(s["waited"] for s in log),
             "records_identical_to_local": data == reference,
         }
     return out
@@ -154,6 +156,40 @@ def bench_runs(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return out
 
 
+class EchoJob:
+    """A job that does no work: its shards measure what the executor itself costs."""
+
+    def make_worker(self) -> Callable[[Any], Any]:
+        return lambda payload: payload
+
+
+def overhead_runs(args: argparse.Namespace) -> dict[str, Any]:
+    """Ray's cost per shard with no work in it: one shard at a time (latency) and a stream of
+    shards with two in flight per worker (what a pipelined pool pays per shard)."""
+    from reasoner.synthetic import load_split
+
+    payload = load_split("test")[:8]  # a shard's problems go to the worker and come back
+    out: dict[str, Any] = {}
+    for workers in (1, 2):
+        with make_executor(ExecutorSpec("ray", workers=workers)) as executor:
+            job = EchoJob()
+            executor.start(job)
+            latency = []
+            for _ in range(30):
+                t0 = time.perf_counter()
+                list(executor.map(job, [payload]))
+                latency.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            n = sum(1 for _ in executor.map(job, [payload] * args.echo_shards))
+            stream = (time.perf_counter() - t0) / n
+        out[f"ray-{workers}"] = {
+            "one_shard_round_trip_median_s": statistics.median(latency),
+            "streamed_seconds_per_shard": stream,
+            "shards": n,
+        }
+    return out
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Scale-out on this machine: local vs Ray (1 and 2 workers, 1 torch thread each)",
@@ -165,7 +201,7 @@ def markdown(report: dict[str, Any]) -> str:
         "## Labeling",
         "",
         "| executor | wall s | CPU s | worker start s | new tokens | tok/s | speed-up | "
-        "shards | median shard s | median Ray overhead/shard s | records identical |",
+        "shards | median shard s | median wait/shard s (queue + transfer) | records identical |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     base = report["label"]["local"]["wall_s"]
@@ -174,7 +210,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {start} | {r['new_tokens']} | "
             f"{r['tokens_per_s']:.0f} | {base / r['wall_s']:.2f}x | {r['shards']} | "
-            f"{r['shard_seconds_median']:.2f} | {r['overhead_per_shard_median_s']:.4f} | "
+            f"{r['shard_seconds_median']:.2f} | {r['wait_per_shard_median_s']:.4f} | "
             f"{r['records_identical_to_local']} |"
         )
     lines += [
@@ -192,6 +228,23 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {name} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {start} | {r['rows']} | "
             f"{r['rows_per_s']:.2f} | {base / r['wall_s']:.2f}x | {r['rows_identical_to_local']} |"
         )
+    if "overhead" in report:
+        lines += [
+            "",
+            "## Ray overhead per shard (a shard of 8 problems that does no work)",
+            "",
+            "| executor | one shard's round trip, median s | streamed, s per shard | shards |",
+            "|---|---|---|---|",
+        ]
+        for name, r in report["overhead"].items():
+            lines.append(
+                f"| {name} | {r['one_shard_round_trip_median_s']:.4f} | "
+                f"{r['streamed_seconds_per_shard']:.4f} | {r['shards']} |"
+            )
+        lines += [
+            "",
+            f"Measured by `{report['overhead_command']}`, load {report['overhead_load']}.",
+        ]
     lines += ["", report["note"], ""]
     return "\n".join(lines)
 
@@ -200,37 +253,57 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--problems", type=int, default=8)
     ap.add_argument("--bench-limit", type=int, default=8)
+    ap.add_argument("--echo-shards", type=int, default=200)
+    ap.add_argument(
+        "--parts",
+        default="throughput,overhead",
+        help="throughput (label and bench, heavy: run under the lock) and/or overhead (light); "
+        "a part run alone is merged into the existing JSON",
+    )
     ap.add_argument("--out-dir", default="benchmarks/results/scaleout")
     args = ap.parse_args(argv)
+    parts = set(args.parts.split(","))
     import ray
 
+    out = Path(args.out_dir)
+    path = out / "perf_scaleout.json"
+    report: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
     torch.set_num_threads(1)  # the local executor's one thread, like each Ray worker's
-    load_before = os.getloadavg()
+    load_before = [round(x, 2) for x in os.getloadavg()]
     t0 = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
     ray_init = time.perf_counter() - t0
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            label = label_runs(args, Path(tmp))
-            bench = bench_runs(args, Path(tmp))
+        if "throughput" in parts:
+            with tempfile.TemporaryDirectory() as tmp:
+                report["label"] = label_runs(args, Path(tmp))
+                report["bench"] = bench_runs(args, Path(tmp))
+            report.update(
+                command=f"python -m benchmarks.perf_scaleout --problems {args.problems} "
+                f"--bench-limit {args.bench_limit} --parts throughput",
+                load_before=load_before,
+                load_after=[round(x, 2) for x in os.getloadavg()],
+                ray_init_s=ray_init,
+            )
+        if "overhead" in parts:
+            report["overhead"] = overhead_runs(args)
+            report["overhead_command"] = (
+                f"python -m benchmarks.perf_scaleout --parts overhead --echo-shards "
+                f"{args.echo_shards}"
+            )
+            report["overhead_load"] = [load_before, [round(x, 2) for x in os.getloadavg()]]
     finally:
         ray.shutdown()
-    report = {
-        "command": f"python -m benchmarks.perf_scaleout --problems {args.problems} "
-        f"--bench-limit {args.bench_limit}",
-        "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}, ray {ray.__version__}",
-        "load_before": [round(x, 2) for x in load_before],
-        "load_after": [round(x, 2) for x in os.getloadavg()],
-        "ray_init_s": ray_init,
-        "label": label,
-        "bench": bench,
-        "note": "Wall time includes each Ray run's worker start (engine load in a fresh process). "
-        "With 2 cores and 1 thread per worker, 2 workers can at best halve the steady-state "
-        "time; the driver, Raylet and other jobs on the machine share the same 2 cores.",
-    }
-    out = Path(args.out_dir)
+    report["machine"] = (
+        f"{os.cpu_count()} CPU cores, torch {torch.__version__}, ray {ray.__version__}"
+    )
+    report["note"] = (
+        "Wall time includes each Ray run's worker start (engine load in a fresh process). With "
+        "2 cores and 1 thread per worker, 2 workers can at best halve the steady-state time; the "
+        "driver, Raylet and other jobs on the machine share the same 2 cores."
+    )
     out.mkdir(parents=True, exist_ok=True)
-    (out / "perf_scaleout.json").write_text(json.dumps(report, indent=2) + "\n")
+    path.write_text(json.dumps(report, indent=2) + "\n")
     (out / "perf_scaleout.md").write_text(markdown(report))
     print(markdown(report))
     return 0

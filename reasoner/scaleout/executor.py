@@ -33,12 +33,13 @@ class ShardStats:
     round_trip: float  # from submission to its result at the driver
 
     @property
-    def overhead(self) -> float:
-        """Seconds the executor added to the shard: transfer, queueing, scheduling."""
+    def waited(self) -> float:
+        """Seconds between submission and result not spent computing: transfer, scheduling and
+        queueing behind the actor's earlier shard (two are in flight per actor)."""
         return max(0.0, self.round_trip - self.seconds)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "overhead": self.overhead}
+        return {**asdict(self), "waited": self.waited}
 
 
 class Executor(ABC):

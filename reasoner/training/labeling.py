@@ -277,7 +277,7 @@ def run_labeling(
         append_records(out, records)  # all K solutions of these problems, fsynced
         where = {"executor": executor.kind, "worker": ran.worker, "pid": ran.pid}
         with open(stats_path, "a") as fh:
-            line = {**stats, "problems": len(chunk), **where, "overhead": ran.overhead}
+            line = {**stats, "problems": len(chunk), **where, "waited": ran.waited}
             fh.write(json.dumps(line) + "\n")
         bar.update(len(chunk))
         bar.set_postfix(tok_s=f"{stats['new_tokens'] / max(stats['seconds'], 1e-9):.0f}")
