@@ -23,6 +23,7 @@ from reasoner.training.prm_config import (
     LMPRMTrainConfig,
     PRMTrainConfig,
 )
+from reasoner.training.raft import RaftConfig
 from reasoner.types import ReasonerError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,7 +194,12 @@ def test_toml_errors_name_the_file(tmp_path):
 # Every shipped config loads
 # ----------------------------------------------------------------------------------------------
 
-CONFIG_CLASSES = {"label": LabelConfig, "policy": PolicyTrainConfig, "prm": PRMTrainConfig}
+CONFIG_CLASSES = {
+    "label": LabelConfig,
+    "policy": PolicyTrainConfig,
+    "prm": PRMTrainConfig,
+    "raft": RaftConfig,
+}
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "reasoner" / "configs").glob("*.toml")), ids=str)
