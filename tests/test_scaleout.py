@@ -16,7 +16,6 @@ import warnings
 from pathlib import Path
 
 import pytest
-import ray
 from conftest import build_tiny_checkpoint
 
 from reasoner.cli import main
@@ -25,6 +24,7 @@ from reasoner.training.labeling import LabelConfig, run_labeling
 from reasoner.types import ReasonerError
 
 pytestmark = pytest.mark.ray
+ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 TIMING = {"seconds", "wall_seconds", "tokens_per_s", "seconds_mean", "seconds_median"}
 TIMING |= {"wall_seconds_mean", "started", "first_started", "history", "elapsed", "command"}
 
