@@ -118,7 +118,10 @@ def test_batches_keep_similar_chains_together_and_cover_each_once(prm):
 
 
 # The shipped LM PRM's scores and tokens, computed at commit 6166599 (before the PRM formats of
-# issue #16), on one thread (the float reduction order then is fixed): they must stay exact.
+# issue #16), on one thread. The last bits depend on the batch layout (which chains share a cached
+# prefix) and on the installed transformers' attention path (a fresh environment with
+# transformers 5.19.0 differs from them by up to 3e-7, measured), so they are pinned to 1e-6, far
+# below what a wrong readout position, label token or input layout would move.
 APPLES = "Ann has 2 bags with 3 apples each. She eats 1 apple. How many apples are left?"
 PENS = "Tom buys 4 pens at 3 dollars each. How much does he pay?"
 PINNED_REQUESTS = [
@@ -144,4 +147,5 @@ def test_embedded_lm_scores_are_pinned():
     finally:
         torch.set_num_threads(saved)
     assert prm.builder.format.tokenize == "pieces"  # the flat fields of its step_format.json
-    assert scores == PINNED_SCORES and tokens == 141
+    assert tokens == 141
+    assert scores == [pytest.approx(row, abs=1e-6) for row in PINNED_SCORES]

@@ -17,6 +17,7 @@ not copied ("embedded" means the shipped policy).
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from reasoner.models.base import ScoreRequest
 from reasoner.models.chunking import DEFAULT_CHAINS_PER_CALL
-from reasoner.models.kv_reuse import PrefixKVCache, extract, forward_cached
+from reasoner.models.kv_reuse import PrefixKVCache, extract_tail, forward_cached
 from reasoner.models.prefix_plan import Plan, PrefixPlanner
 from reasoner.models.radix_cache import RadixKVCache, make_prefix_cache
 from reasoner.models.resolve import (
@@ -150,12 +151,21 @@ class EvidenceFeatures:
         self.max_batch_tokens = max_batch_tokens
         self.prefix_cache = make_prefix_cache(kv_cache, prefix_cache_mb)
         self.planner = PrefixPlanner(self.prefix_cache)
+        # a search scores a chain's steps again with every child: their ids are remembered
+        self._piece_ids = lru_cache(maxsize=1 << 16)(self._encode_piece)
+        self._prompt_ids = lru_cache(maxsize=1 << 12)(self._encode_prompt)
+
+    def _encode_piece(self, text: str) -> tuple[int, ...]:
+        return tuple(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def _encode_prompt(self, problem: str) -> tuple[int, ...]:
+        return tuple(self.step_format.encode_prompt(problem, self.tokenizer, self.max_context))
 
     def layout(self, request: ScoreRequest) -> tuple[list[int], list[tuple[int, int]]]:
         """Policy-side ids of the chain and each step's token span."""
-        prompt = self.step_format.encode_prompt(request.problem, self.tokenizer, self.max_context)
+        prompt = self._prompt_ids(request.problem)
         steps = request.steps or [""]
-        return chain_layout(self.tokenizer, prompt, steps, self.step_format.delimiter)
+        return chain_layout(self._piece_ids, prompt, steps, self.step_format.delimiter)
 
     @torch.no_grad()
     def rows(self, requests: list[ScoreRequest]) -> tuple[list[list[list[float]]], int]:
@@ -217,6 +227,7 @@ class EvidenceFeatures:
             self.model, [p.kv for p in plans], suffixes, self.pad_id, self.prefix_cache is not None
         )
         width = input_ids.shape[1]
+        width_c = mask.shape[1] - width  # the cached-prefix block
         results = []
         for b, ((ids, spans), plan) in enumerate(zip(batch, plans)):
             cut, known = plan.cut, plan.known
@@ -237,7 +248,7 @@ class EvidenceFeatures:
                 keeps = [(spans[i][1], values[: i + 1]) for i in new]
                 if cut < spans[0][0] - 1:
                     keeps.append((spans[0][0] - 1, []))  # the prompt, for sibling first steps
-                kv = extract(out.past_key_values, b, mask[b])
+                kv = extract_tail(out.past_key_values, b, mask[b], width_c, plan.kv)
                 self.planner.store(ids, kv, keeps, plan.kv)
             results.append(values)
         return results

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from reasoner.models.base import Continuation, GenRequest
-from reasoner.models.kv_reuse import extract, forward_cached
+from reasoner.models.kv_reuse import extract_tail, forward_cached
 from reasoner.models.radix_cache import make_prefix_cache
 from reasoner.models.resolve import load_hf_lm
 from reasoner.models.sampling import row_key, sample_tokens
@@ -31,6 +31,9 @@ from reasoner.models.step_rules import (
     start_rows,
 )
 from reasoner.step_format import StepFormat
+
+# positions a step's batch keeps free past its prompts' suffixes before its buffers first grow
+DECODE_HEADROOM = 64
 
 
 class HFPolicy(StepRulesPolicy):
@@ -103,7 +106,10 @@ class HFPolicy(StepRulesPolicy):
             self.prefix_cache.get(tuple(r.prefix_ids)) if self.prefix_cache else None for r in reqs
         ]
         suffixes = [r.prefix_ids[-1:] if kv else r.prefix_ids for r, kv in zip(reqs, cached)]
-        out, input_ids, attn, pos = forward_cached(self.model, cached, suffixes, self.pad_id, True)
+        out, input_ids, attn, pos = forward_cached(
+            self.model, cached, suffixes, self.pad_id, True, DECODE_HEADROOM
+        )
+        width_c = attn.shape[1] - input_ids.shape[1]  # the cached-prefix block
         cache = out.past_key_values
         rep = torch.tensor([b for b, r in enumerate(reqs) for _ in range(r.k)], dtype=torch.long)
         cache.batch_select_indices(rep)
@@ -141,7 +147,7 @@ class HFPolicy(StepRulesPolicy):
                 ):
                     # the new child will be expanded from here: keep its KV (all but the last token)
                     seq = row.request.prefix_ids + row.generated_ids()
-                    kv = extract(cache, p, attn[p])
+                    kv = extract_tail(cache, p, attn[p], width_c, cached[row.slot])
                     self.prefix_cache.put(tuple(seq), kv, None, cached[row.slot])
             n_live = sum(live)
             if n_live == 0:

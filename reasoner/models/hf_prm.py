@@ -17,7 +17,7 @@ import torch
 from reasoner.models.base import ScoreRequest
 from reasoner.models.chunking import DEFAULT_CHAINS_PER_CALL
 from reasoner.models.heads import check_architecture_fits, load_prm_model
-from reasoner.models.kv_reuse import extract, forward_cached
+from reasoner.models.kv_reuse import extract_tail, forward_cached
 from reasoner.models.prefix_plan import Plan, PrefixPlanner
 from reasoner.models.prm_input import (
     PRMInput,
@@ -176,6 +176,7 @@ class HFPRM:
         )
         logits = out.logits
         width = input_ids.shape[1]
+        width_c = mask.shape[1] - width  # the cached-prefix block
         results = []
         for b, (chain, plan) in enumerate(zip(batch, plans)):
             ids, tags, ends = chain.ids, chain.readouts, chain.ends
@@ -194,7 +195,7 @@ class HFPRM:
                 ]
                 if ends[-1] < len(ids) and tags[-1] >= cut:
                     keeps.append((ends[-1], values))
-                kv = extract(out.past_key_values, b, mask[b])
+                kv = extract_tail(out.past_key_values, b, mask[b], width_c, plan.kv)
                 self.planner.store(ids, kv, keeps, plan.kv)
             results.append(values)
         return results

@@ -37,15 +37,42 @@ class KVPath:
 
     def flat(self) -> KV:
         """One KV: every layer's segments concatenated (the segment itself when only one)."""
-        if len(self.segments) == 1:
-            return self.segments[0]
+        return self.window(0, len(self))
+
+    def window(self, start: int, end: int) -> KV:
+        """The KV of positions [start, end): views when they lie in one segment, else the
+        overlapping segments' slices concatenated (a copy)."""
+        parts, at = [], 0
+        for seg in self.segments:
+            n = kv_length(seg)
+            lo, hi = max(start, at), min(end, at + n)
+            if lo < hi:
+                parts.append(seg if (lo, hi) == (at, at + n) else _cut(seg, lo - at, hi - at))
+            at += n
+        if len(parts) == 1:
+            return parts[0]
+        if not parts:
+            return _cut(self.segments[0], 0, 0) if self.segments else []
         return [
-            (
-                torch.cat([s[i][0] for s in self.segments], 1),
-                torch.cat([s[i][1] for s in self.segments], 1),
-            )
-            for i in range(len(self.segments[0]))
+            (torch.cat([p[i][0] for p in parts], 1), torch.cat([p[i][1] for p in parts], 1))
+            for i in range(len(parts[0]))
         ]
+
+    def prefix(self, n: int) -> KVPath:
+        """The path of the first `n` positions (views of the segments; no node)."""
+        segments, at = [], 0
+        for seg in self.segments:
+            if at >= n and segments:
+                break
+            m = kv_length(seg)
+            segments.append(seg if at + m <= n else _cut(seg, 0, n - at))
+            at += m
+        return KVPath(segments)
+
+
+def _cut(kv: KV, start: int, end: int) -> KV:
+    """Views of positions [start, end) of every layer."""
+    return [(k[:, start:end], v[:, start:end]) for k, v in kv]
 
 
 def kv_length(kv: KV | KVPath) -> int:
@@ -99,12 +126,16 @@ class PrefixKVCache:
         return entry
 
     def put(
-        self, key: tuple[int, ...], kv: KV, payload: object = None, base: object = None
+        self, key: tuple[int, ...], kv: KV | KVPath, payload: object = None, base: object = None
     ) -> None:
         """Cache `kv` (and `payload`) for `key` unless present or too large; evict the least
-        recently used entries beyond max_bytes (`base`, the radix cache's hint, is not used)."""
+        recently used entries beyond max_bytes (`base`, the radix cache's hint, is not used).
+        A KVPath (views of a batch's buffers) is stored as one copy of its whole chain."""
         if self.max_bytes <= 0 or key in self._entries:
             return
+        if isinstance(kv, KVPath):
+            whole = kv.flat()
+            kv = [(k.clone(), v.clone()) for k, v in whole] if len(kv.segments) == 1 else whole
         size = self._size(kv)
         if size > self.max_bytes:
             return
@@ -169,6 +200,13 @@ class GrowingLayer(DynamicLayer):
         self.keys, self.values = self._k[:, :, :need], self._v[:, :, :need]
         return self.keys, self.values
 
+    def adopt(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
+        """Start from preallocated buffers whose first `length` positions hold the states (the
+        rest is capacity for the tokens to come)."""
+        self.lazy_initialization(keys[:, :, :0], values[:, :, :0])
+        self._k, self._v, self._len = keys, values, length
+        self.keys, self.values = keys[:, :, :length], values[:, :, :length]
+
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         if self._len:
             self._k, self._v = self._k[indices], self._v[indices]
@@ -191,12 +229,13 @@ def growing_cache() -> DynamicCache:
 
 
 def assemble(
-    cached: list[KV | KVPath | None], suffixes: list[list[int]], pad_id: int
+    cached: list[KV | KVPath | None], suffixes: list[list[int]], pad_id: int, headroom: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, object]:
     """A batch of [pad][cached prefix][pad][suffix] rows: input ids, mask, positions, cache.
 
     Cached prefixes are left-padded to a common width and the suffixes to another; padding is
     masked, and positions count only real tokens, so every row sees exactly its own sequence.
+    `headroom`: positions the cache's buffers keep free past the suffix (tokens to decode).
     """
     batch = len(suffixes)
     cached_len = [kv_length(kv) if kv else 0 for kv in cached]
@@ -211,16 +250,25 @@ def assemble(
     positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, width_c:]
     cache = growing_cache()
     if width_c:
+        # each layer's buffer has room for the suffix and a first stretch of decoding, so the
+        # prefix is copied once (padding is zeroed: masked, but it must not be NaN)
+        capacity = width_c + width_s + headroom
         first = next(kv for kv in cached if kv)
         template = first.segments[0] if isinstance(first, KVPath) else first
-        for layer, (k0, v0) in enumerate(template):
-            keys = k0.new_zeros((batch, k0.shape[0], width_c, k0.shape[2]))
-            values = v0.new_zeros((batch, v0.shape[0], width_c, v0.shape[2]))
+        for k0, v0 in template:
+            keys = k0.new_empty((batch, k0.shape[0], capacity, k0.shape[2]))
+            values = v0.new_empty((batch, v0.shape[0], capacity, v0.shape[2]))
+            layer = len(cache.layers)
             for b, kv in enumerate(cached):
+                pad = width_c - cached_len[b]
+                if pad:
+                    keys[b, :, :pad] = 0
+                    values[b, :, :pad] = 0
                 if kv:
-                    c = cached_len[b]
-                    write_kv(kv, layer, keys[b, :, width_c - c :], values[b, :, width_c - c :])
-            cache.update(keys, values, layer)
+                    write_kv(kv, layer, keys[b, :, pad:width_c], values[b, :, pad:width_c])
+            grown = GrowingLayer()
+            grown.adopt(keys, values, width_c)
+            cache.layers.append(grown)
     return input_ids, mask, positions, cache
 
 
@@ -230,11 +278,12 @@ def forward_cached(
     suffixes: list[list[int]],
     pad_id: int,
     use_cache: bool,
+    headroom: int = 0,
 ) -> tuple[object, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One forward pass of `model` over assembled [cached prefix][suffix] rows: the model output,
     the suffix input ids (left-padded), the attention mask over prefix + suffix and the suffix
     positions."""
-    input_ids, mask, positions, past = assemble(cached, suffixes, pad_id)
+    input_ids, mask, positions, past = assemble(cached, suffixes, pad_id, headroom)
     out = model(  # type: ignore[operator]
         input_ids=input_ids,
         attention_mask=mask,
@@ -266,3 +315,21 @@ def extract(cache: object, row: int, mask_row: torch.Tensor) -> KV:
         (layer.keys[row][:, idx], layer.values[row][:, idx])
         for layer in cache.layers  # type: ignore[attr-defined]
     ]
+
+
+def extract_tail(
+    cache: object, row: int, mask_row: torch.Tensor, width_c: int, prefix: KV | KVPath | None
+) -> KVPath:
+    """One batch row's KV as a path: the cached prefix it was assembled from (`prefix`, its
+    own storage), then views of the row's columns past the prefix block (`width_c` wide) up to
+    the end, which must all be real tokens (a left-padded suffix and the tokens decoded after
+    it). The same bits as `extract`, without copying the prefix: caches copy what they keep."""
+    tail = int(mask_row[width_c:].sum())
+    start = mask_row.shape[0] - tail
+    if not bool(mask_row[start:].all()):
+        raise ValueError("the row's tokens past its prefix are not contiguous")
+    layers = cache.layers  # type: ignore[attr-defined]
+    own = [(layer.keys[row][:, start:], layer.values[row][:, start:]) for layer in layers]
+    if isinstance(prefix, KVPath):
+        return KVPath([*prefix.segments, own])
+    return KVPath([prefix, own] if prefix else [own])

@@ -73,13 +73,13 @@ class PrefixPlanner:
     def store(
         self,
         ids: Sequence[int],
-        kv: KV,
+        kv: KV | KVPath,
         keeps: Iterable[tuple[int, object]],
         base: KV | KVPath | None = None,
     ) -> None:
         """Cache prefixes of a chain whose KV states (all of `ids`) were just computed: each
         (length, values) in order; the whole chain as it is, a shorter prefix as its own copy
-        (a view when the cache copies what it keeps: a radix cache stores it as a shared node);
+        (a view when the cache copies what it keeps, as a radix cache or any KVPath does);
         `base`: the planned prefix the chain was computed from (plan.kv)."""
         hint = base if isinstance(base, KVPath) else None
         if self.cache is None:
@@ -87,6 +87,8 @@ class PrefixPlanner:
         for keep, values in keeps:
             if keep == len(ids):
                 part = kv
+            elif isinstance(kv, KVPath):  # views; the cache copies what it keeps
+                part = kv.prefix(keep)
             elif self.cache.COPIES_ON_PUT:
                 part = [(k[:, :keep], v[:, :keep]) for k, v in kv]
             else:

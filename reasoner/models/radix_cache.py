@@ -20,7 +20,7 @@ from itertools import count
 
 import torch
 
-from reasoner.models.kv_reuse import KV, KVPath, PrefixKVCache, kv_length
+from reasoner.models.kv_reuse import KV, KVPath, PrefixKVCache
 from reasoner.types import ReasonerError
 
 _INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
@@ -41,6 +41,14 @@ def unstack(data: torch.Tensor) -> KV:
     return [(layer[0], layer[1]) for layer in data]
 
 
+def _token_bytes(path: KVPath) -> int:
+    """Bytes of one position's keys and values in every layer of a path's KV."""
+    seg = next((s for s in path.segments if s), None)
+    if seg is None:
+        return 0
+    return sum(k.shape[0] * k.shape[2] * k.element_size() * 2 for k, _ in seg)
+
+
 def equal_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
     """How many positions, from the first, two stacked KV tensors of one length agree on bit for
     bit (every layer's keys and values)."""
@@ -54,7 +62,7 @@ def equal_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
 class _Node:
     """Tokens [start, start + len(tokens)) of the sequences below it, their KV and its links."""
 
-    __slots__ = ("parent", "start", "tokens", "data", "children", "keys", "last", "uid")
+    __slots__ = ("parent", "start", "tokens", "_data", "kv", "children", "keys", "last", "uid")
 
     def __init__(
         self,
@@ -75,6 +83,15 @@ class _Node:
         self.uid = uid
 
     @property
+    def data(self) -> torch.Tensor:
+        return self._data
+
+    @data.setter
+    def data(self, data: torch.Tensor) -> None:
+        self._data = data
+        self.kv = unstack(data) if data.dim() == 5 else []  # per-layer views, made once
+
+    @property
     def end(self) -> int:
         return self.start + len(self.tokens)
 
@@ -87,7 +104,7 @@ class _Node:
         segments: list[KV] = []
         node: _Node | None = self
         while node is not None and node.tokens:
-            segments.append(unstack(node.data))
+            segments.append(node.kv)
             node = node.parent
         return segments[::-1]
 
@@ -138,11 +155,11 @@ class RadixKVCache:
         those bits, so only the positions past it are compared and stored."""
         if self.max_bytes <= 0 or key in self._entries:
             return
-        flat = kv.flat() if isinstance(kv, KVPath) else kv
-        n = kv_length(flat)
+        path = kv if isinstance(kv, KVPath) else KVPath([kv])
+        n = len(path)
         if n > len(key):
             raise ValueError(f"KV of {n} tokens for a key of {len(key)}")
-        if sum(k.numel() * k.element_size() * 2 for k, _ in flat) > self.max_bytes:
+        if n * _token_bytes(path) > self.max_bytes:
             return
         start, pos = self._root, 0
         if (
@@ -153,8 +170,8 @@ class RadixKVCache:
             held = base.node
             if held.end <= n and tuple(key[held.start : held.end]) == held.tokens:
                 start, pos = held, held.end
-        rest = [(k[:, pos:n], v[:, pos:n]) for k, v in flat] if pos else flat
-        node = self._insert(key[:n], stack(rest) if flat else torch.zeros(0), start, pos)
+        rest = path.window(pos, n)
+        node = self._insert(key[:n], stack(rest) if rest else torch.zeros(0), start, pos)
         node.keys.add(key)
         self._entries[key] = (node, payload)
         self._touch(node)

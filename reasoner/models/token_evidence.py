@@ -11,7 +11,7 @@ labels how this evidence maps to a step's value.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from reasoner.synthetic.checker import find_equations
@@ -85,20 +85,24 @@ class TokenRoles:
 
 
 def chain_layout(
-    tokenizer: Any, prompt_ids: Sequence[int], steps: Sequence[str], delimiter: str
+    encode: Callable[[str], Sequence[int]],
+    prompt_ids: Sequence[int],
+    steps: Sequence[str],
+    delimiter: str,
 ) -> tuple[list[int], list[tuple[int, int]]]:
     """The policy-side token ids of prompt + steps and each step's [begin, end) token span.
 
     Steps are joined by the delimiter the policy ends a step with; each piece is encoded on its
-    own, so a step's span (its text, without the delimiter) has the same tokens whatever follows
-    it: a chain's step prefix is exactly its parent chain."""
+    own (`encode`: text -> ids, no special tokens), so a step's span (its text, without the
+    delimiter) has the same tokens whatever follows it: a chain's step prefix is exactly its
+    parent chain."""
     ids, spans = list(prompt_ids), []
-    joiner = tokenizer.encode(delimiter, add_special_tokens=False)
+    joiner = encode(delimiter)
     for i, step in enumerate(steps):
         if i:
             ids += joiner
         begin = len(ids)
-        ids += tokenizer.encode(step, add_special_tokens=False)
+        ids += encode(step)
         spans.append((begin, len(ids)))
     return ids, spans
 
