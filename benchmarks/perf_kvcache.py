@@ -6,10 +6,13 @@ caches when the search ends: bytes held, tokens whose KV is held, distinct token
 sequences (their union trie), so bytes per distinct tree token (the ideal is one token's KV:
 layers x 2 x kv heads x head dim x 4 bytes). Beside it: cache hits, tokens each model computed
 over the trees' distinct tokens (redundancy), accuracy, wall and CPU seconds, and whether the
-two kinds returned identical solutions (they must, unless the flat cache evicted more).
+two kinds returned identical solutions (they must, unless the flat cache evicted more) and, with
+`--reference`, whether each equals a run whose caches never evicted (every kind must, when it
+evicts nothing: a cached prefix and its recomputation differ in the last bits).
 
 Usage: python -m benchmarks.perf_kvcache [--cases beam:32,beam:128,mcts:32] [--kinds flat,radix] [--budget 16]
        [--policy-mb 512] [--prm-mb 1024] [--threads 2] [--out benchmarks/results/kvcache]
+       [--reference benchmarks/results/kvcache/unbounded/cases.jsonl]
 Cases are run flat then radix, appended to cases.jsonl as each finishes (a rerun skips the
 done ones; split the cases over several runs); summary.json and summary.md are rewritten from it.
 
@@ -153,9 +156,11 @@ def run_case(strategy: str, trees: int, kind: str, args) -> dict:
     return row
 
 
-def summarize(rows: list[dict]) -> tuple[dict, str]:
-    """Flat vs radix per case, side by side."""
+def summarize(rows: list[dict], reference: list[dict] = ()) -> tuple[dict, str]:
+    """Flat vs radix per case, side by side; `reference`: rows of a run whose caches never
+    evicted (the unbounded reference every kind must equal when it evicts nothing)."""
     by = {(r["strategy"], r["trees"], r["kind"]): r for r in rows}
+    unbounded = {(r["strategy"], r["trees"]): r["fingerprint"] for r in reference}
     cases = sorted({(r["strategy"], r["trees"]) for r in rows}, key=lambda c: (c[0], c[1]))
     summary: dict = {"machine": platform.platform(), "cases": {}}
     lines = [
@@ -169,39 +174,47 @@ def summarize(rows: list[dict]) -> tuple[dict, str]:
         "",
         "| case | kind | policy B/distinct tok (x ideal) | PRM B/distinct tok (x ideal) | "
         "policy / PRM cache MB | policy / PRM hits | policy / PRM redundancy | accuracy | "
-        "wall s | CPU s | identical |",
-        "|---|---|---|---|---|---|---|---|---:|---:|---|",
+        "wall s | CPU s | = flat | = unbounded |",
+        "|---|---|---|---|---|---|---|---|---:|---:|---|---|",
     ]
     for strategy, trees in cases:
         pair = [by.get((strategy, trees, k)) for k in KINDS]
-        if None in pair:
-            continue
         name = f"{strategy} T={trees}"
-        entry = {k: r for k, r in zip(KINDS, pair)}
+        entry = {k: r for k, r in zip(KINDS, pair) if r is not None}
         flat, radix = pair
-        entry["memory_ratio_policy"] = (
-            flat["policy_cache"]["bytes_per_distinct_token"]
-            / (radix["policy_cache"]["bytes_per_distinct_token"])
-        )
-        entry["memory_ratio_prm"] = (
-            flat["prm_cache"]["bytes_per_distinct_token"]
-            / (radix["prm_cache"]["bytes_per_distinct_token"])
-        )
-        entry["speed_ratio_wall"] = flat["wall_s"] / radix["wall_s"]
-        entry["speed_ratio_cpu"] = flat["cpu_s"] / radix["cpu_s"]
-        entry["identical"] = flat["fingerprint"] == radix["fingerprint"]
+        ref = unbounded.get((strategy, trees))
+        present = [r for r in pair if r is not None]
+        if ref is not None:
+            entry["equal_to_unbounded"] = {r["kind"]: r["fingerprint"] == ref for r in present}
         summary["cases"][name] = entry
-        for r in pair:
+        if None not in pair:
+            entry.update(compare(flat, radix))
+        for r in present:
             pc, qc = r["policy_cache"], r["prm_cache"]
+            same_as_flat = "-" if flat is None else r["fingerprint"] == flat["fingerprint"]
             lines.append(
                 f"| {name} | {r['kind']} | {pc['bytes_per_distinct_token']:,.0f} "
                 f"({pc['vs_ideal']:.2f}) | {qc['bytes_per_distinct_token']:,.0f} "
                 f"({qc['vs_ideal']:.2f}) | {pc['bytes'] / 2**20:,.0f} / {qc['bytes'] / 2**20:,.0f} "
                 f"| {pc['hits']} / {qc['hits']} | {r['policy_redundancy_median']:.2f} / "
                 f"{r['prm_redundancy_median']:.2f} | {r['accuracy']:.1%} | {r['wall_s']:.1f} | "
-                f"{r['cpu_s']:.1f} | {r['fingerprint'] == flat['fingerprint']} |"
+                f"{r['cpu_s']:.1f} | {same_as_flat} | {'-' if ref is None else r['fingerprint'] == ref} |"
             )
     return summary, "\n".join(lines) + "\n"
+
+
+def compare(flat: dict, radix: dict) -> dict:
+    """Flat over radix: memory per distinct token, wall and CPU seconds; equal fingerprints."""
+    pol, prm = "policy_cache", "prm_cache"
+    return {
+        "memory_ratio_policy": flat[pol]["bytes_per_distinct_token"]
+        / radix[pol]["bytes_per_distinct_token"],
+        "memory_ratio_prm": flat[prm]["bytes_per_distinct_token"]
+        / radix[prm]["bytes_per_distinct_token"],
+        "speed_ratio_wall": flat["wall_s"] / radix["wall_s"],
+        "speed_ratio_cpu": flat["cpu_s"] / radix["cpu_s"],
+        "identical": flat["fingerprint"] == radix["fingerprint"],
+    }
 
 
 def lm_prm_distinct(prm, tree) -> int:
@@ -295,6 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prm-mb", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/results/kvcache")
+    ap.add_argument(
+        "--reference",
+        help="cases.jsonl of a run whose caches never evicted (its flat rows): the summary says "
+        "which rows equal it",
+    )
     ap.add_argument("--prm-redundancy", action="store_true", help="vLLM vs HF PRM redundancy")
     ap.add_argument("--problems", type=int, default=16, help="with --prm-redundancy")
     args = ap.parse_args(argv)
@@ -320,7 +338,11 @@ def main(argv: list[str] | None = None) -> int:
                 f.flush()
                 os.fsync(f.fileno())
             print(json.dumps({k: row[k] for k in ("strategy", "trees", "kind", "wall_s")}))
-    summary, md = summarize(rows)
+    reference = []
+    if args.reference:
+        lines = Path(args.reference).read_text().splitlines()
+        reference = [r for r in map(json.loads, lines) if r["kind"] == "flat"]
+    summary, md = summarize(rows, reference)
     summary["command"] = "python -m benchmarks.perf_kvcache " + " ".join(argv or [])
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "summary.md").write_text(md)
