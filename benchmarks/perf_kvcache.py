@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from statistics import median
@@ -170,7 +171,10 @@ def summarize(rows: list[dict], reference: list[dict] = ()) -> tuple[dict, str]:
         "(T concurrent trees), seed 0, the same cache budgets for both kinds. Bytes per distinct "
         "token: cache bytes / distinct tokens among the sequences it holds when the search ends "
         "(ideal = one token's KV). Redundancy: tokens computed / the trees' distinct tokens "
-        "(median over problems).",
+        "(median over problems). = flat: the same solutions, trees and scores (sha256) as the "
+        "flat cache at the same budget; = unbounded: as a flat cache that never evicts "
+        "(`--reference`; a prefix recomputed after an eviction differs in the last bits, so a "
+        "cache equals it exactly when it evicted nothing the search needed again).",
         "",
         "| case | kind | policy B/distinct tok (x ideal) | PRM B/distinct tok (x ideal) | "
         "policy / PRM cache MB | policy / PRM hits | policy / PRM redundancy | accuracy | "
@@ -343,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         lines = Path(args.reference).read_text().splitlines()
         reference = [r for r in map(json.loads, lines) if r["kind"] == "flat"]
     summary, md = summarize(rows, reference)
-    summary["command"] = "python -m benchmarks.perf_kvcache " + " ".join(argv or [])
+    given = sys.argv[1:] if argv is None else argv
+    summary["command"] = " ".join(["python -m benchmarks.perf_kvcache", *given])
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "summary.md").write_text(md)
     print(md)
