@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 from pathlib import Path
 
@@ -108,3 +109,40 @@ def prm_family_ckpt(tmp_path_factory):
         return prm_family(name).build(tmp_path_factory.mktemp(name))
 
     return get
+
+
+# fields of run outputs that differ run to run (times, the command line)
+TIMING_FIELDS = {"seconds", "wall_seconds", "tokens_per_s", "seconds_mean", "seconds_median"}
+TIMING_FIELDS |= {"wall_seconds_mean", "started", "first_started", "history", "elapsed", "command"}
+
+
+def without_timing(value):
+    """A JSON value with its timing fields dropped, recursively."""
+    if isinstance(value, dict):
+        return {k: without_timing(v) for k, v in value.items() if k not in TIMING_FIELDS}
+    if isinstance(value, list):
+        return [without_timing(v) for v in value]
+    return value
+
+
+def jsonl_without_timing(path: Path) -> list:
+    """A JSON-lines file's records, timing fields dropped."""
+    return [without_timing(json.loads(line)) for line in path.read_text().splitlines()]
+
+
+def short_step_checkpoint(out_dir: Path) -> Path:
+    """The tiny checkpoint with steps of at most 6 tokens, 3 per solution (fast jobs)."""
+    path = build_tiny_checkpoint(out_dir)
+    (path / "step_format.json").write_text(json.dumps({"max_step_tokens": 6, "max_steps": 3}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a module's tests (restored after)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -19,44 +19,18 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import build_tiny_checkpoint
+from conftest import jsonl_without_timing as jsonl
+from conftest import short_step_checkpoint, without_timing
 
 from reasoner.cli import main
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 SEEDS = (1, 2)
-TIMING = {"seconds", "wall_seconds", "tokens_per_s", "seconds_mean", "seconds_median"}
-TIMING |= {"wall_seconds_mean", "started", "first_started", "history", "elapsed"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
-    path = build_tiny_checkpoint(tmp_path_factory.mktemp("fault") / "ckpt")
-    (path / "step_format.json").write_text(json.dumps({"max_step_tokens": 6, "max_steps": 3}))
-    return path
-
-
-def without_timing(value):
-    """A JSON value with its timing fields (which differ run to run) dropped, recursively."""
-    if isinstance(value, dict):
-        return {k: without_timing(v) for k, v in value.items() if k not in TIMING}
-    if isinstance(value, list):
-        return [without_timing(v) for v in value]
-    return value
-
-
-def jsonl(path: Path) -> list:
-    return [without_timing(json.loads(line)) for line in path.read_text().splitlines()]
+    return short_step_checkpoint(tmp_path_factory.mktemp("fault") / "ckpt")
 
 
 def run_in_process(args: list[str]) -> None:

@@ -16,17 +16,16 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import build_tiny_checkpoint
+from conftest import jsonl_without_timing as jsonl
+from conftest import short_step_checkpoint
 
 from reasoner.cli import main
 from reasoner.scaleout import ExecutorSpec, make_executor
 from reasoner.training.labeling import LabelConfig, run_labeling
 from reasoner.types import ReasonerError
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("one_torch_thread")]
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
-TIMING = {"seconds", "wall_seconds", "tokens_per_s", "seconds_mean", "seconds_median"}
-TIMING |= {"wall_seconds_mean", "started", "first_started", "history", "elapsed", "command"}
 
 
 @pytest.fixture(scope="module")
@@ -38,21 +37,9 @@ def cluster():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
-    path = build_tiny_checkpoint(tmp_path_factory.mktemp("scaleout") / "ckpt")
-    (path / "step_format.json").write_text(json.dumps({"max_step_tokens": 6, "max_steps": 3}))
-    return path
+    return short_step_checkpoint(tmp_path_factory.mktemp("scaleout") / "ckpt")
 
 
 def label_toml(ckpt: Path, out: Path, policy: str | None = None) -> Path:
@@ -182,18 +169,6 @@ def test_a_worker_that_cannot_start_is_one_error_and_the_output_is_intact(
         "label.toml",
         "r.jsonl",
     ]
-
-
-def without_timing(value):
-    if isinstance(value, dict):
-        return {k: without_timing(v) for k, v in value.items() if k not in TIMING}
-    if isinstance(value, list):
-        return [without_timing(v) for v in value]
-    return value
-
-
-def jsonl(path: Path) -> list:
-    return [without_timing(json.loads(line)) for line in path.read_text().splitlines()]
 
 
 def test_bench_rows_on_two_ray_workers_are_the_local_runs(cluster, ckpt, tmp_path):
