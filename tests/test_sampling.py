@@ -8,7 +8,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reasoner.models.sampling import _mix32, _mix32_int, gumbel_noise, row_key, sample_tokens
+from reasoner.models.sampling import (
+    _MASK,
+    _mix32,
+    _mix32_int,
+    gumbel_noise,
+    row_key,
+    sample_tokens,
+)
 
 
 @given(st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=50))
@@ -16,6 +23,29 @@ from reasoner.models.sampling import _mix32, _mix32_int, gumbel_noise, row_key, 
 def test_tensor_mixer_equals_the_integer_mixer(values):
     got = _mix32(torch.tensor(values, dtype=torch.int64)).tolist()
     assert got == [_mix32_int(v) for v in values]
+
+
+def reference_noise(key: int, counter: int, token: int) -> float:
+    """One entry of gumbel_noise by the integer mixer, in Python floats (the definition)."""
+    step = _mix32_int(key ^ ((counter * 0x9E3779B1) & _MASK))
+    bits = _mix32_int(_mix32_int(step ^ ((token * 0x632BE5AB) & _MASK)) ^ 0x5BD1E995)
+    u = (bits + 0.5) / 4294967296.0
+    return -math.log(-math.log(u))
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 5000)), min_size=1, max_size=8),
+    st.integers(1, 300),
+)
+@settings(max_examples=40, deadline=None)
+def test_noise_is_its_integer_definition_bit_for_bit(rows, vocab):
+    keys = torch.tensor([k for k, _ in rows], dtype=torch.int64)
+    counters = torch.tensor([c for _, c in rows], dtype=torch.int64)
+    noise = gumbel_noise(keys, counters, vocab)
+    want = torch.tensor(
+        [[reference_noise(k, c, t) for t in range(vocab)] for k, c in rows], dtype=torch.float64
+    ).to(torch.float32)
+    assert torch.equal(noise.view(torch.int32), want.view(torch.int32))
 
 
 def test_noise_is_gumbel_distributed():

@@ -39,12 +39,50 @@ def row_key(seed: int, index: int) -> int:
     return _mix32_int(h ^ (index & _MASK) * 0x27D4EB2F)
 
 
+def _signed32(x: int) -> int:
+    """A 32-bit value as the int32 with the same bits."""
+    return x - (1 << 32) if x >= 1 << 31 else x
+
+
+def _as_int32(x: torch.Tensor) -> torch.Tensor:
+    """int64 tensor of 32-bit values -> int32 tensor with the same bits."""
+    return torch.where(x >= 1 << 31, x - (1 << 32), x).to(torch.int32)
+
+
+_M1, _M2, _SALT = _signed32(0x85EBCA6B), _signed32(0xC2B2AE35), _signed32(0x5BD1E995)
+
+
+def _mix32_inplace(x: torch.Tensor, tmp: torch.Tensor) -> torch.Tensor:
+    """_mix32 on an int32 tensor, in place (`tmp`: scratch of its shape): int32 products wrap
+    modulo 2^32 and a shift masked to its width is the logical shift, so the bits are
+    _mix32's with a quarter of its memory traffic (the (rows, vocab) noise is most of a CPU
+    decoding step's sampling cost at a real vocabulary)."""
+    torch.bitwise_right_shift(x, 16, out=tmp)
+    x ^= tmp.bitwise_and_(0xFFFF)
+    x *= _M1
+    torch.bitwise_right_shift(x, 13, out=tmp)
+    x ^= tmp.bitwise_and_(0x7FFFF)
+    x *= _M2
+    torch.bitwise_right_shift(x, 16, out=tmp)
+    x ^= tmp.bitwise_and_(0xFFFF)
+    return x
+
+
 def gumbel_noise(keys: torch.Tensor, counters: torch.Tensor, vocab: int) -> torch.Tensor:
-    """Gumbel(0, 1) noise of shape (rows, vocab) for rows with stream `keys` at token `counters`."""
+    """Gumbel(0, 1) noise of shape (rows, vocab) for rows with stream `keys` at token `counters`.
+
+    Bit u of (row, id) is mix(mix(step(row) ^ h(id)) ^ salt), u -> (u + 0.5) / 2^32 in float64,
+    noise = -log(-log(u)) rounded to float32."""
     step = _mix32(keys ^ ((counters * 0x9E3779B1) & _MASK))
-    ids = (torch.arange(vocab, dtype=torch.int64) * 0x632BE5AB) & _MASK
-    bits = _mix32(_mix32(step[:, None] ^ ids[None, :]) ^ 0x5BD1E995)
-    u = (bits.to(torch.float64) + 0.5) / 4294967296.0
+    ids = (torch.arange(vocab, dtype=torch.int64, device=keys.device) * 0x632BE5AB) & _MASK
+    bits = _as_int32(step)[:, None] ^ _as_int32(ids)[None, :]
+    tmp = torch.empty_like(bits)
+    _mix32_inplace(bits, tmp)
+    bits ^= _SALT
+    _mix32_inplace(bits, tmp)
+    u = torch.remainder(bits.to(torch.float64), 4294967296.0)  # the bits as unsigned
+    u += 0.5
+    u /= 4294967296.0
     return (-torch.log(-torch.log(u))).to(torch.float32)
 
 
