@@ -81,3 +81,18 @@ def test_kvpath_windows_and_prefixes_are_the_flat_kvs_slices(lengths, data):
     prefix = path.prefix(cut)
     assert len(prefix) == cut
     assert bits_equal(prefix.flat(), [(k[:, :cut], v[:, :cut]) for k, v in whole])
+
+
+def test_the_flat_cache_keeps_its_own_copy_of_a_path_of_views():
+    """A path whose only tokens are views of a batch buffer (an empty prefix segment beside
+    them) is stored as a copy: writing to the buffer later does not change the entry."""
+    from reasoner.models.kv_reuse import PrefixKVCache
+
+    buffer = torch.randn(2, 6, 3)
+    empty = [(buffer[:, :0], buffer[:, :0])]
+    path = KVPath([empty, [(buffer[:, 2:5], buffer[:, 2:5])]])
+    cache = PrefixKVCache()
+    cache.put((1, 2, 3), path)
+    before = cache.get((1, 2, 3))[0][0].clone()
+    buffer.zero_()
+    assert torch.equal(cache.get((1, 2, 3))[0][0], before)

@@ -39,9 +39,9 @@ class KVPath:
         """One KV: every layer's segments concatenated (the segment itself when only one)."""
         return self.window(0, len(self))
 
-    def window(self, start: int, end: int) -> KV:
-        """The KV of positions [start, end): views when they lie in one segment, else the
-        overlapping segments' slices concatenated (a copy)."""
+    def window(self, start: int, end: int, copy: bool = False) -> KV:
+        """The KV of positions [start, end): views when they lie in one segment (copies with
+        `copy`), else the overlapping segments' slices concatenated (a copy)."""
         parts, at = [], 0
         for seg in self.segments:
             n = kv_length(seg)
@@ -50,7 +50,7 @@ class KVPath:
                 parts.append(seg if (lo, hi) == (at, at + n) else _cut(seg, lo - at, hi - at))
             at += n
         if len(parts) == 1:
-            return parts[0]
+            return [(k.clone(), v.clone()) for k, v in parts[0]] if copy else parts[0]
         if not parts:
             return _cut(self.segments[0], 0, 0) if self.segments else []
         return [
@@ -134,8 +134,7 @@ class PrefixKVCache:
         if self.max_bytes <= 0 or key in self._entries:
             return
         if isinstance(kv, KVPath):
-            whole = kv.flat()
-            kv = [(k.clone(), v.clone()) for k, v in whole] if len(kv.segments) == 1 else whole
+            kv = kv.window(0, len(kv), copy=True)
         size = self._size(kv)
         if size > self.max_bytes:
             return
